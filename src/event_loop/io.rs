@@ -1,0 +1,152 @@
+//! `add_reader`, `remove_reader`, `add_writer`, `remove_writer`: level-triggered fd callbacks.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyTuple};
+
+use super::{FdCallbacks, LoopCore};
+use crate::handles::Handle;
+
+/// An fd from an int or an object with `fileno()`, with `selectors`' errors for bad ones.
+pub(crate) fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: i64 = if fileobj.is_instance_of::<PyInt>() {
+        fileobj.extract()?
+    } else {
+        fileobj
+            .call_method0("fileno")
+            .and_then(|n| n.extract::<i64>())
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "Invalid file object: {}",
+                    fileobj.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?
+    };
+    if fd < 0 || fd > i64::from(i32::MAX) {
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
+    }
+    Ok(fd as RawFd)
+}
+
+impl LoopCore {
+    fn add_fd_callback(
+        slf: &Bound<'_, LoopCore>,
+        fileobj: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        reader: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let fd = fileobj_to_fd(fileobj)?;
+        this.check_closed(py)?;
+        let debug = this.debug(py);
+        let handle = Py::new(
+            py,
+            Handle::build(
+                py,
+                callback.clone().unbind(),
+                args.clone().unbind(),
+                slf.clone().into_any().unbind(),
+                None,
+                debug,
+            )?,
+        )?;
+        let replaced = {
+            let mut st = this.state.borrow_mut(py);
+            let st = &mut *st;
+            let (read, write) = st.interests.get(fd);
+            let (read, write) = if reader { (true, write) } else { (read, true) };
+            st.interests.set(fd, read, write)?;
+            let slot = st.fd_callbacks.entry(fd).or_default();
+            let slot = if reader {
+                &mut slot.reader
+            } else {
+                &mut slot.writer
+            };
+            slot.replace(handle.clone_ref(py))
+        };
+        if let Some(old) = replaced {
+            Handle::cancel_bound(old.bind(py))?;
+        }
+        Ok(handle)
+    }
+
+    /// Stops calling `fd`'s reader (or writer); returns whether one was installed.
+    pub(crate) fn remove_fd_callback(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        reader: bool,
+    ) -> PyResult<bool> {
+        let removed = {
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                return Ok(false);
+            }
+            let st = &mut *st;
+            let Some(slot) = st.fd_callbacks.get_mut(&fd) else {
+                return Ok(false);
+            };
+            let removed = if reader {
+                slot.reader.take()
+            } else {
+                slot.writer.take()
+            };
+            let FdCallbacks {
+                reader: r,
+                writer: w,
+            } = slot;
+            let (read, write) = (r.is_some(), w.is_some());
+            if !read && !write {
+                st.fd_callbacks.remove(&fd);
+            }
+            st.interests.set(fd, read, write)?;
+            removed
+        };
+        match removed {
+            Some(handle) => {
+                Handle::cancel_bound(handle.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, LoopCore>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        LoopCore::add_fd_callback(slf, fd, callback, args, true)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, LoopCore>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        LoopCore::add_fd_callback(slf, fd, callback, args, false)
+    }
+
+    fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let fd = fileobj_to_fd(fd)?;
+        self.remove_fd_callback(py, fd, true)
+    }
+
+    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let fd = fileobj_to_fd(fd)?;
+        self.remove_fd_callback(py, fd, false)
+    }
+}

@@ -1,0 +1,185 @@
+//! The native base of `ferroloop.EventLoop`: everything that runs per callback, per timer and per
+//! I/O event. The Python subclass (`python/ferroloop/_loop.py`) adds what runs once per loop or
+//! per call of a rare API: `run_forever`'s set-up, executors, async generators, error reports.
+
+mod io;
+mod schedule;
+mod tasks;
+mod turn;
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::core::poller::{self, Interests, LoopWaker, Poller, Readiness};
+use crate::core::scheduler::Scheduler;
+use crate::gil::GilCell;
+use crate::handles::Handle;
+
+/// The callbacks `add_reader`/`add_writer` installed for one fd.
+#[derive(Default)]
+struct FdCallbacks {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+struct LoopState {
+    scheduler: Scheduler<Py<Handle>>,
+    interests: Interests,
+    fd_callbacks: HashMap<RawFd, FdCallbacks>,
+    /// Scratch buffer the poller fills each turn, kept to avoid an allocation per turn.
+    events: Vec<Readiness>,
+    closed: bool,
+    stopping: bool,
+    debug: bool,
+    /// `threading.get_ident()` of the thread running the loop, or None when it is not running.
+    thread_id: Option<Py<PyAny>>,
+    task_factory: Option<Py<PyAny>>,
+}
+
+#[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
+pub struct LoopCore {
+    state: GilCell<LoopState>,
+    /// Only the thread running the loop blocks on it; the lock is never contended.
+    poller: Mutex<Poller>,
+    waker: LoopWaker,
+}
+
+fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+impl LoopCore {
+    pub(crate) fn debug(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).debug
+    }
+
+    pub(crate) fn timer_handle_cancelled(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).scheduler.timer_cancelled();
+    }
+
+    fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.state.borrow(py).closed {
+            return Err(closed_error());
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let (poller, interests, waker) = poller::new()?;
+        Ok(LoopCore {
+            state: GilCell::new(LoopState {
+                scheduler: Scheduler::new(),
+                interests,
+                fd_callbacks: HashMap::new(),
+                events: Vec::with_capacity(64),
+                closed: false,
+                stopping: false,
+                debug: false,
+                thread_id: None,
+                task_factory: None,
+            }),
+            poller: Mutex::new(poller),
+            waker,
+        })
+    }
+
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closed
+    }
+
+    fn is_running(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).thread_id.is_some()
+    }
+
+    fn get_debug(&self, py: Python<'_>) -> bool {
+        self.debug(py)
+    }
+
+    #[getter(_debug)]
+    fn get_debug_attr(&self, py: Python<'_>) -> bool {
+        self.debug(py)
+    }
+
+    #[setter(_debug)]
+    fn set_debug_attr(&self, py: Python<'_>, value: bool) {
+        self.state.borrow_mut(py).debug = value;
+    }
+
+    #[getter(_closed)]
+    fn get_closed_attr(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closed
+    }
+
+    #[getter(_stopping)]
+    fn get_stopping(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).stopping
+    }
+
+    #[setter(_stopping)]
+    fn set_stopping(&self, py: Python<'_>, value: bool) {
+        self.state.borrow_mut(py).stopping = value;
+    }
+
+    #[getter(_thread_id)]
+    fn get_thread_id(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .thread_id
+            .as_ref()
+            .map(|t| t.clone_ref(py))
+    }
+
+    #[setter(_thread_id)]
+    fn set_thread_id(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
+        let value = value.filter(|v| !v.is_none(py));
+        let old = std::mem::replace(&mut self.state.borrow_mut(py).thread_id, value);
+        drop(old);
+    }
+
+    #[getter(_timer_cancelled_count)]
+    fn timer_cancelled_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).scheduler.cancelled_timers()
+    }
+
+    /// How many callbacks wait in the ready queue and how many timers in the heap (for tests and
+    /// introspection; asyncio's `len(loop._ready)`, `len(loop._scheduled)`).
+    fn _queue_sizes(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.state.borrow(py);
+        (st.scheduler.ready_len(), st.scheduler.timers_len())
+    }
+
+    fn stop(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).stopping = true;
+    }
+
+    /// Marks the loop closed and drops every queued callback, timer and fd watch. The Python
+    /// `close()` does the checks and the executor shutdown around it.
+    fn _close_core(&self, py: Python<'_>) {
+        let (queued, callbacks) = {
+            let mut st = self.state.borrow_mut(py);
+            st.closed = true;
+            let queued = st.scheduler.clear();
+            let fds: Vec<RawFd> = st.interests.watched_fds();
+            for fd in fds {
+                let _ = st.interests.set(fd, false, false);
+            }
+            let callbacks = std::mem::take(&mut st.fd_callbacks);
+            (queued, callbacks)
+        };
+        // Released outside the borrow: dropping a callback may run arbitrary Python code.
+        drop(queued);
+        drop(callbacks);
+    }
+}

@@ -1,0 +1,226 @@
+//! `call_soon`, `call_later`, `call_at`, `call_soon_threadsafe` and `time`.
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyFloat, PyInt, PyTuple};
+
+use super::LoopCore;
+use crate::core::clock;
+use crate::handles::{Handle, TimerHandle};
+use crate::pyobjects;
+
+impl LoopCore {
+    /// asyncio's `_check_callback`, which it runs in debug mode only.
+    fn check_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        if pyobjects::coroutines_iscoroutine(py)?
+            .call1((callback,))?
+            .is_truthy()?
+            || pyobjects::coroutines_iscoroutinefunction(py)?
+                .call1((callback,))?
+                .is_truthy()?
+        {
+            return Err(PyTypeError::new_err(format!(
+                "coroutines cannot be used with {method}()"
+            )));
+        }
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "a callable object was expected by {method}(), got {}",
+                callback.repr()?
+            )));
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_check_thread`: in debug mode, only the loop's thread may schedule callbacks.
+    fn check_thread(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(owner) = self
+            .state
+            .borrow(py)
+            .thread_id
+            .as_ref()
+            .map(|t| t.clone_ref(py))
+        else {
+            return Ok(());
+        };
+        let current = pyobjects::thread_get_ident(py)?.call0()?;
+        if !current.eq(owner)? {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks shared by every scheduling method, then a new handle ready to queue.
+    fn new_handle(
+        slf: &Bound<'_, LoopCore>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+        method: Option<&str>,
+    ) -> PyResult<Handle> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = {
+            let st = this.state.borrow(py);
+            if st.closed {
+                return Err(super::closed_error());
+            }
+            st.debug
+        };
+        if debug {
+            if let Some(method) = method {
+                if method != "call_soon_threadsafe" {
+                    this.check_thread(py)?;
+                }
+                LoopCore::check_callback(py, callback, method)?;
+            }
+        }
+        Handle::build(
+            py,
+            callback.clone().unbind(),
+            args.clone().unbind(),
+            slf.clone().into_any().unbind(),
+            context,
+            debug,
+        )
+    }
+
+    pub(crate) fn schedule_soon(
+        slf: &Bound<'_, LoopCore>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = Py::new(
+            py,
+            LoopCore::new_handle(slf, callback, args, context, Some(method))?,
+        )?;
+        slf.get()
+            .state
+            .borrow_mut(py)
+            .scheduler
+            .push_ready(handle.clone_ref(py));
+        Ok(handle)
+    }
+
+    fn schedule_at(
+        slf: &Bound<'_, LoopCore>,
+        when: f64,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let base = LoopCore::new_handle(slf, callback, args, context, Some(method))?;
+        base.mark_scheduled();
+        let timer = Bound::new(
+            py,
+            PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
+        )?;
+        // CPython accepts NaN and, since no comparison with NaN is true, treats it as already
+        // due; order it first so that it fires on the next turn, as it does there.
+        let key = if when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            when
+        };
+        let as_handle = timer.as_super().clone().unbind();
+        slf.get()
+            .state
+            .borrow_mut(py)
+            .scheduler
+            .push_timer(key, as_handle);
+        Ok(timer.unbind())
+    }
+}
+
+/// A deadline or delay as a float; other numbers go through Python so that their errors
+/// (e.g. "unsupported operand type(s) for +") are the ones asyncio's arithmetic raises.
+fn as_seconds(value: &Bound<'_, PyAny>) -> Option<f64> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return Some(f.value());
+    }
+    if value.cast_exact::<PyInt>().is_ok() {
+        return value.extract::<f64>().ok();
+    }
+    None
+}
+
+#[pymethods]
+impl LoopCore {
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, LoopCore>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        LoopCore::schedule_soon(slf, callback, args, context, "call_soon")
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, LoopCore>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let handle = LoopCore::schedule_soon(slf, callback, args, context, "call_soon_threadsafe")?;
+        slf.get().waker.wake()?;
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, LoopCore>,
+        delay: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let now = clock::monotonic();
+        let when = match as_seconds(delay) {
+            Some(d) => now + d,
+            None => PyFloat::new(slf.py(), now).add(delay)?.extract::<f64>()?,
+        };
+        LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, LoopCore>,
+        when: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when = match as_seconds(when) {
+            Some(w) => w,
+            None => when.extract::<f64>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "'<' not supported between instances of '{}' and 'float'",
+                    when.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?,
+        };
+        LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+}

@@ -1,0 +1,406 @@
+//! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return, with asyncio's interface
+//! (`cancel`, `cancelled`, `when`, `get_context`, repr, comparisons) and its run semantics.
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyDict, PyFloat, PyTuple};
+
+use crate::core::Entry;
+use crate::event_loop::LoopCore;
+use crate::gil::GilCell;
+use crate::pyobjects;
+
+struct HandleState {
+    callback: Option<Py<PyAny>>,
+    args: Option<Py<PyTuple>>,
+    /// The repr kept at cancel time in debug mode, so slow-callback warnings can still name it.
+    repr: Option<String>,
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop")]
+pub struct Handle {
+    state: GilCell<HandleState>,
+    context: Py<PyAny>,
+    loop_: Py<PyAny>,
+    source_traceback: Option<Py<PyAny>>,
+    cancelled: AtomicBool,
+    /// True while the handle sits in the timer heap (asyncio's `TimerHandle._scheduled`).
+    scheduled: AtomicBool,
+}
+
+#[pyclass(frozen, extends = Handle, module = "ferroloop")]
+pub struct TimerHandle {
+    when: f64,
+}
+
+impl Entry for Py<Handle> {
+    #[inline]
+    fn is_cancelled(&self) -> bool {
+        self.get().cancelled.load(Ordering::Relaxed)
+    }
+    #[inline]
+    fn set_unscheduled(&self) {
+        self.get().scheduled.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The context a callback runs in: the one given, else a copy of the current one (asyncio's rule).
+fn context_or_copy(py: Python<'_>, context: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    match context {
+        Some(ctx) if !ctx.is_none(py) => Ok(ctx),
+        // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
+        _ => unsafe {
+            Ok(Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind())
+        },
+    }
+}
+
+/// The creation stack of a handle in debug mode, ending at the Python code that asked for it.
+fn creation_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let frame = pyobjects::getframe(py)?.call1((0,))?;
+    Ok(pyobjects::extract_stack(py)?.call1((frame,))?.unbind())
+}
+
+fn loop_debug(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
+    match loop_.cast::<LoopCore>() {
+        Ok(core) => Ok(core.get().debug(loop_.py())),
+        Err(_) => loop_.call_method0("get_debug")?.is_truthy(),
+    }
+}
+
+impl Handle {
+    pub(crate) fn build(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        loop_: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+        debug: bool,
+    ) -> PyResult<Handle> {
+        Ok(Handle {
+            state: GilCell::new(HandleState {
+                callback: Some(callback),
+                args: Some(args),
+                repr: None,
+            }),
+            context: context_or_copy(py, context)?,
+            loop_,
+            source_traceback: if debug {
+                Some(creation_stack(py)?)
+            } else {
+                None
+            },
+            cancelled: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn mark_scheduled(&self) {
+        self.scheduled.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// `Handle.cancel`, and `TimerHandle.cancel`'s report to the loop while it is in the heap.
+    pub(crate) fn cancel_bound(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.cancelled.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let loop_ = this.loop_.bind(py);
+        if this.scheduled.load(Ordering::Relaxed) {
+            match loop_.cast::<LoopCore>() {
+                Ok(core) => core.get().timer_handle_cancelled(py),
+                Err(_) => {
+                    loop_.call_method1("_timer_handle_cancelled", (slf,))?;
+                }
+            }
+        }
+        this.cancelled.store(true, Ordering::Relaxed);
+        if loop_debug(loop_)? {
+            // Keep a description: a slow-callback warning may still need to name this handle.
+            let repr = slf.repr()?.extract::<String>()?;
+            this.state.borrow_mut(py).repr = Some(repr);
+        }
+        let (callback, args) = {
+            let mut st = this.state.borrow_mut(py);
+            (st.callback.take(), st.args.take())
+        };
+        // Dropped after the borrow ends: a destructor may run Python code that touches this handle.
+        drop((callback, args));
+        Ok(())
+    }
+
+    /// Runs the callback in its context, as `Handle._run`: SystemExit and KeyboardInterrupt
+    /// propagate, any other exception goes to the loop's exception handler.
+    pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (callback, args) = {
+            let st = this.state.borrow(py);
+            match (&st.callback, &st.args) {
+                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py)),
+                _ => return Ok(()),
+            }
+        };
+        let ctx = this.context.as_ptr();
+        // SAFETY: ctx, callback and args are live objects we hold references to; the context is
+        // exited on every path after a successful enter, before the error is inspected.
+        let result = unsafe {
+            if ffi::PyContext_Enter(ctx) < 0 {
+                Err(PyErr::fetch(py))
+            } else {
+                let raw = ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), ptr::null_mut());
+                let result = Bound::from_owned_ptr_or_err(py, raw);
+                ffi::PyContext_Exit(ctx);
+                result
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => report_callback_error(slf, callback.bind(py), args.bind(py), err),
+        }
+    }
+
+    fn repr_info(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {
+        let py = slf.py();
+        let this = slf.get();
+        let cancelled = this.cancelled.load(Ordering::Relaxed);
+        let mut info = vec![slf.get_type().name()?.to_string()];
+        if cancelled {
+            info.push("cancelled".to_owned());
+        }
+        if let Ok(timer) = slf.cast::<TimerHandle>() {
+            let when = PyFloat::new(py, timer.get().when).repr()?;
+            info.push(format!("when={when}"));
+        }
+        let (callback, args) = {
+            let st = this.state.borrow(py);
+            (
+                st.callback.as_ref().map(|c| c.clone_ref(py)),
+                st.args.as_ref().map(|a| a.clone_ref(py)),
+            )
+        };
+        if let Some(callback) = callback {
+            let args: Py<PyAny> = match args {
+                Some(a) => a.into_any(),
+                None => py.None(),
+            };
+            info.push(
+                pyobjects::format_callback_source(py)?
+                    .call1((callback, args))?
+                    .extract::<String>()?,
+            );
+        }
+        if let Some(frame) = this.last_frame(py)? {
+            let (file, line): (String, Py<PyAny>) =
+                (frame.get_item(0)?.extract()?, frame.get_item(1)?.unbind());
+            info.push(format!("created at {file}:{}", line.bind(py).str()?));
+        }
+        Ok(info)
+    }
+
+    fn last_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(tb) = &self.source_traceback else {
+            return Ok(None);
+        };
+        let tb = tb.bind(py);
+        if !tb.is_truthy()? {
+            return Ok(None);
+        }
+        Ok(Some(tb.get_item(-1)?))
+    }
+}
+
+fn report_callback_error(
+    handle: &Bound<'_, Handle>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+    err: PyErr,
+) -> PyResult<()> {
+    let py = handle.py();
+    if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+        return Err(err);
+    }
+    let source: String = pyobjects::format_callback_source(py)?
+        .call1((callback, args))?
+        .extract()?;
+    let context = PyDict::new(py);
+    context.set_item("message", format!("Exception in callback {source}"))?;
+    context.set_item("exception", err.into_value(py))?;
+    context.set_item("handle", handle)?;
+    let this = handle.get();
+    if let Some(tb) = &this.source_traceback {
+        if tb.bind(py).is_truthy()? {
+            context.set_item("source_traceback", tb)?;
+        }
+    }
+    this.loop_
+        .bind(py)
+        .call_method1("call_exception_handler", (context,))?;
+    Ok(())
+}
+
+#[pymethods]
+impl Handle {
+    #[new]
+    #[pyo3(signature = (callback, args, r#loop, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: &Bound<'_, PyAny>,
+        r#loop: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let args = PyTuple::new(py, args.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.unbind();
+        let debug = loop_debug(r#loop.bind(py))?;
+        Handle::build(py, callback, args, r#loop, context, debug)
+    }
+
+    fn cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        Handle::cancel_bound(slf)
+    }
+
+    #[pyo3(name = "cancelled")]
+    fn py_cancelled(&self) -> bool {
+        self.cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn _run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        Handle::run(slf)
+    }
+
+    fn __repr__(slf: &Bound<'_, Handle>) -> PyResult<String> {
+        if let Some(repr) = &slf.get().state.borrow(slf.py()).repr {
+            return Ok(repr.clone());
+        }
+        Ok(format!("<{}>", Handle::repr_info(slf)?.join(" ")))
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .callback
+            .as_ref()
+            .map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.state.borrow(py).args.as_ref().map(|a| a.clone_ref(py))
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.cancelled()
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|tb| tb.clone_ref(py))
+    }
+
+    #[getter]
+    fn _repr(&self, py: Python<'_>) -> Option<String> {
+        self.state.borrow(py).repr.clone()
+    }
+}
+
+impl TimerHandle {
+    pub(crate) fn new(when: f64) -> Self {
+        TimerHandle { when }
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    #[new]
+    #[pyo3(signature = (when, callback, args, r#loop, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        when: f64,
+        callback: Py<PyAny>,
+        args: &Bound<'_, PyAny>,
+        r#loop: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let base = Handle::py_new(py, callback, args, r#loop, context)?;
+        Ok(PyClassInitializer::from(base).add_subclass(TimerHandle { when }))
+    }
+
+    #[pyo3(name = "when")]
+    fn py_when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(slf: &Bound<'_, TimerHandle>) -> bool {
+        slf.as_super().get().scheduled.load(Ordering::Relaxed)
+    }
+
+    fn __hash__(slf: &Bound<'_, TimerHandle>) -> PyResult<isize> {
+        // asyncio hashes a timer by its deadline: hash the float the way Python does.
+        PyFloat::new(slf.py(), slf.get().when).hash()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, TimerHandle>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let equal = || -> PyResult<bool> {
+            if a != b {
+                return Ok(false);
+            }
+            let (x, y) = (slf.as_super(), other.as_super());
+            if x.get().cancelled() != y.get().cancelled() {
+                return Ok(false);
+            }
+            let (cx, cy) = (x.get()._callback(py), y.get()._callback(py));
+            let (ax, ay) = (x.get()._args(py), y.get()._args(py));
+            Ok(cx.into_pyobject(py)?.eq(cy)? && ax.into_pyobject(py)?.eq(ay)?)
+        };
+        let result = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Gt => a > b,
+            CompareOp::Le => a < b || equal()?,
+            CompareOp::Ge => a > b || equal()?,
+            CompareOp::Eq => equal()?,
+            CompareOp::Ne => !equal()?,
+        };
+        Ok(result.into_pyobject(py)?.to_owned().into_any().unbind())
+    }
+}

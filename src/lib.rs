@@ -1,0 +1,21 @@
+//! ferroloop: Python's asyncio event loop, written in Rust.
+//!
+//! `core` is the Python-free engine (clock, ready queue, timer heap, poller, waker) with its own
+//! tests; `handles` and `event_loop` are the PyO3 layer that CPython sees.
+
+pub mod core;
+mod event_loop;
+mod gil;
+mod handles;
+mod pyobjects;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::LoopCore>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
