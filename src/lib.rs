@@ -4,6 +4,7 @@
 //! tests; `handles` and `event_loop` are the PyO3 layer that CPython sees.
 
 pub mod core;
+mod errors;
 mod event_loop;
 mod gil;
 mod handles;

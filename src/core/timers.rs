@@ -37,7 +37,7 @@ impl<T> PartialEq for Timer<T> {
 impl<T> Eq for Timer<T> {}
 impl<T> PartialOrd for Timer<T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.key_cmp(other))
+        Some(self.cmp(other))
     }
 }
 impl<T> Ord for Timer<T> {

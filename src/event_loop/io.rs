@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
 use super::{FdCallbacks, LoopCore};
+use crate::errors::os_error;
 use crate::handles::Handle;
 
 /// An fd from an int or an object with `fileno()`, with `selectors`' errors for bad ones.
@@ -61,7 +62,7 @@ impl LoopCore {
             let st = &mut *st;
             let (read, write) = st.interests.get(fd);
             let (read, write) = if reader { (true, write) } else { (read, true) };
-            st.interests.set(fd, read, write)?;
+            st.interests.set(fd, read, write).map_err(os_error)?;
             let slot = st.fd_callbacks.entry(fd).or_default();
             let slot = if reader {
                 &mut slot.reader
@@ -105,7 +106,7 @@ impl LoopCore {
             if !read && !write {
                 st.fd_callbacks.remove(&fd);
             }
-            st.interests.set(fd, read, write)?;
+            st.interests.set(fd, read, write).map_err(os_error)?;
             removed
         };
         match removed {

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 
 use crate::core::poller::{self, Interests, LoopWaker, Poller, Readiness};
 use crate::core::scheduler::Scheduler;
+use crate::errors::os_error;
 use crate::gil::GilCell;
 use crate::handles::Handle;
 
@@ -77,7 +78,7 @@ impl LoopCore {
         _args: &Bound<'_, pyo3::types::PyTuple>,
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Self> {
-        let (poller, interests, waker) = poller::new()?;
+        let (poller, interests, waker) = poller::new().map_err(os_error)?;
         Ok(LoopCore {
             state: GilCell::new(LoopState {
                 scheduler: Scheduler::new(),

@@ -6,6 +6,7 @@ use pyo3::types::{PyFloat, PyInt, PyTuple};
 
 use super::LoopCore;
 use crate::core::clock;
+use crate::errors::os_error;
 use crate::handles::{Handle, TimerHandle};
 use crate::pyobjects;
 
@@ -175,7 +176,7 @@ impl LoopCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let handle = LoopCore::schedule_soon(slf, callback, args, context, "call_soon_threadsafe")?;
-        slf.get().waker.wake()?;
+        slf.get().waker.wake().map_err(os_error)?;
         Ok(handle)
     }
 

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use super::LoopCore;
 use crate::core::clock;
+use crate::errors::os_error;
 use crate::handles::Handle;
 
 /// `time.get_clock_info('monotonic').resolution` on Linux: timers due within it count as due.
@@ -50,7 +51,7 @@ impl LoopCore {
             }
             Err(e) => {
                 self.state.borrow_mut(py).events = events;
-                return Err(e.into());
+                return Err(os_error(e));
             }
         }
         let mut stale = Vec::new();

@@ -1,0 +1,59 @@
+# make demo   set everything up, run the create_task demo on ferroloop and on asyncio
+# make test   set everything up, run cargo test, pytest, the lints and the conformance run
+# make bench  set up a separate venv with uvloop and rloop, run the benchmarks (not part of test)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+# Release builds for everything that is run or measured; `make dev` for quick iterations.
+MATURIN_FLAGS ?= --release
+
+.PHONY: demo test build dev lint rust-test py-test conformance bench bench-quick clean
+
+$(BIN)/.ready: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+build: $(BIN)/.ready
+	$(BIN)/maturin develop -q $(MATURIN_FLAGS)
+
+dev: MATURIN_FLAGS =
+dev: build
+
+demo: build
+	$(BIN)/python demo/create_task_demo.py ferroloop
+	$(BIN)/python demo/create_task_demo.py asyncio
+
+rust-test:
+	cargo test --lib
+
+py-test: build
+	$(BIN)/pytest -q tests
+
+lint: $(BIN)/.ready
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint rust-test py-test
+
+$(BENCH_BIN)/.ready: benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/pip install -q --upgrade pip
+	$(BENCH_BIN)/pip install -q -r benchmarks/requirements.txt
+	touch $@
+
+bench: $(BENCH_BIN)/.ready
+	$(BENCH_BIN)/maturin develop -q --release
+	$(BENCH_BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: BENCH_ARGS = --quick
+bench-quick: bench
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) target

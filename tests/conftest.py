@@ -1,0 +1,40 @@
+"""Shared fixtures: most tests run the same assertions on stdlib asyncio and on ferroloop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ferroloop
+import pytest
+
+LOOP_FACTORIES = {
+    "asyncio": asyncio.SelectorEventLoop,
+    "ferroloop": ferroloop.new_event_loop,
+}
+
+
+@pytest.fixture(params=sorted(LOOP_FACTORIES))
+def loop_factory(request):
+    return LOOP_FACTORIES[request.param]
+
+
+@pytest.fixture
+def loop(loop_factory):
+    loop = loop_factory()
+    yield loop
+    if not loop.is_closed():
+        loop.close()
+
+
+def pending_timers(loop) -> int:
+    """How many timers sit in the loop's heap, cancelled ones included."""
+    if isinstance(loop, ferroloop.EventLoop):
+        return loop._queue_sizes()[1]
+    return len(loop._scheduled)
+
+
+def run_turns(loop, n: int = 1) -> None:
+    """Runs exactly `n` turns of the loop."""
+    for _ in range(n):
+        loop.stop()
+        loop.run_forever()

@@ -1,0 +1,248 @@
+"""run_until_complete, run_forever re-entrancy, the entry points, executors, async generators,
+name resolution and Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+
+import ferroloop
+import pytest
+
+
+def test_run_until_complete_results_and_errors(loop):
+    async def ok():
+        await asyncio.sleep(0)
+        return "done"
+
+    async def bad():
+        raise ValueError("nope")
+
+    assert loop.run_until_complete(ok()) == "done"
+    with pytest.raises(ValueError, match="nope"):
+        loop.run_until_complete(bad())
+    fut = loop.create_future()
+    loop.call_soon(loop.stop)
+    with pytest.raises(RuntimeError, match="^Event loop stopped before Future completed.$"):
+        loop.run_until_complete(fut)
+
+
+def test_running_twice_is_refused(loop, loop_factory):
+    errors = []
+    other = loop_factory()
+
+    async def nested():
+        coro = asyncio.sleep(0)
+        for target in (loop, other):
+            try:
+                target.run_until_complete(coro)
+            except RuntimeError as e:
+                errors.append(str(e))
+        coro.close()
+
+    loop.run_until_complete(nested())
+    other.close()
+    assert errors == [
+        "This event loop is already running",
+        "Cannot run the event loop while another loop is running",
+    ]
+
+
+def test_is_running_and_running_loop(loop):
+    async def probe():
+        return loop.is_running(), asyncio.get_running_loop() is loop
+
+    assert loop.run_until_complete(probe()) == (True, True)
+    assert not loop.is_running()
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+
+
+def test_run_in_executor_and_default_executor(loop):
+    main_thread = threading.get_ident()
+
+    async def main():
+        tid = await loop.run_in_executor(None, threading.get_ident)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            doubled = await loop.run_in_executor(pool, lambda x: 2 * x, 21)
+        await loop.shutdown_default_executor()
+        return tid, doubled
+
+    tid, doubled = loop.run_until_complete(main())
+    assert tid != main_thread and doubled == 42
+    with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
+        loop.run_until_complete(loop.run_in_executor(None, print))
+
+
+def test_set_default_executor(loop):
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    loop.set_default_executor(pool)
+    assert loop.run_until_complete(loop.run_in_executor(None, lambda: 5)) == 5
+    loop.close()
+    assert pool._shutdown
+
+
+def test_shutdown_asyncgens(loop):
+    finalized = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            finalized.append("closed")
+
+    async def main():
+        gen = agen()
+        assert await gen.__anext__() == 1
+        return gen
+
+    gen = loop.run_until_complete(main())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert finalized == ["closed"]
+    del gen
+
+
+def test_getaddrinfo_and_getnameinfo(loop):
+    async def main():
+        infos = await loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+        v6 = await loop.getaddrinfo("::1", "443", type=socket.SOCK_STREAM)
+        wildcard = await loop.getaddrinfo(None, 0, family=socket.AF_INET, flags=socket.AI_PASSIVE)
+        names = await loop.getnameinfo(
+            ("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        )
+        return infos, v6, wildcard, names
+
+    infos, v6, wildcard, names = loop.run_until_complete(main())
+    assert infos == socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+    assert v6 == socket.getaddrinfo("::1", "443", type=socket.SOCK_STREAM)
+    assert wildcard[0][4] == ("0.0.0.0", 0)
+    assert names == ("127.0.0.1", "80")
+
+
+def test_numeric_getaddrinfo_needs_no_thread():
+    loop = ferroloop.new_event_loop()
+    try:
+        loop.run_until_complete(loop.getaddrinfo("10.1.2.3", 8080))
+        loop.run_until_complete(loop.getaddrinfo("fe80::1", None))
+        assert loop._default_executor is None
+        loop.run_until_complete(loop.getaddrinfo("localhost", 80))
+        assert loop._default_executor is not None
+    finally:
+        loop.close()
+
+
+def test_ferroloop_run():
+    async def main():
+        loop = asyncio.get_running_loop()
+        leftover = asyncio.create_task(asyncio.sleep(100))
+        return type(loop), leftover
+
+    loop_type, leftover = ferroloop.run(main())
+    assert loop_type is ferroloop.EventLoop
+    assert leftover.cancelled()
+    with pytest.raises(ValueError, match="a coroutine was expected"):
+        ferroloop.run(42)
+
+
+def test_ferroloop_run_debug():
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    assert ferroloop.run(main(), debug=True) is True
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run(loop_factory=) is new in 3.12")
+def test_asyncio_run_with_loop_factory():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert asyncio.run(main(), loop_factory=ferroloop.new_event_loop) is ferroloop.EventLoop
+
+
+def test_policy_and_install():
+    old = asyncio.get_event_loop_policy()
+    try:
+        asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())
+        loop = asyncio.new_event_loop()
+        assert isinstance(loop, ferroloop.EventLoop)
+        loop.close()
+        asyncio.set_event_loop_policy(None)
+        ferroloop.install()
+
+        async def main():
+            return type(asyncio.get_running_loop())
+
+        assert asyncio.run(main()) is ferroloop.EventLoop
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+def test_is_an_abstract_event_loop():
+    loop = ferroloop.new_event_loop()
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    loop.close()
+
+
+def test_python_dash_m(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+            async def main():
+                return type(asyncio.get_running_loop()).__name__
+            print(__name__, asyncio.run(main()), sys.argv[1:])
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "ferroloop", str(script), "a", "b"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "__main__ EventLoop ['a', 'b']"
+
+
+CTRL_C_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    import ferroloop
+
+    async def main():
+        try:
+            print("ready", flush=True)
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            print("main task cancelled", flush=True)
+            raise
+
+    try:
+        if sys.argv[1] == "ferroloop":
+            ferroloop.run(main())
+        else:
+            asyncio.run(main())
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
+def test_ctrl_c_cancels_the_main_task(loop_name):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_PROGRAM, loop_name], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert out.splitlines() == ["main task cancelled", "KeyboardInterrupt"]
+    assert proc.returncode == 0

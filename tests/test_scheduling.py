@@ -1,0 +1,257 @@
+"""call_soon, call_later, call_at, call_soon_threadsafe and the order of one loop turn."""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import threading
+import time
+
+import ferroloop
+import pytest
+from conftest import pending_timers, run_turns
+
+
+def test_call_soon_runs_in_fifo_order_with_args(loop):
+    seen = []
+    for i in range(5):
+        loop.call_soon(seen.append, i)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_a_turn_runs_only_callbacks_ready_when_it_began(loop):
+    seen = []
+
+    def first():
+        seen.append("first")
+        loop.call_soon(seen.append, "next-turn")
+        loop.stop()
+
+    loop.call_soon(first)
+    loop.call_soon(seen.append, "same-turn")
+    loop.run_forever()
+    assert seen == ["first", "same-turn"]
+    run_turns(loop)
+    assert seen == ["first", "same-turn", "next-turn"]
+
+
+def test_stop_before_run_forever_runs_one_turn(loop):
+    seen = []
+    loop.call_soon(seen.append, 1)
+    loop.stop()
+    loop.run_forever()
+    assert seen == [1]
+    assert not loop.is_running()
+
+
+def test_cancelled_handle_does_not_run(loop):
+    seen = []
+    h = loop.call_soon(seen.append, 1)
+    assert not h.cancelled()
+    h.cancel()
+    h.cancel()
+    assert h.cancelled()
+    run_turns(loop)
+    assert seen == []
+
+
+def test_timers_fire_by_deadline(loop):
+    seen = []
+    now = loop.time()
+    loop.call_at(now + 0.02, seen.append, "c")
+    loop.call_at(now + 0.01, seen.append, "a")
+    loop.call_at(now + 0.015, seen.append, "b")
+    loop.call_later(-1, seen.append, "neg1")
+    loop.call_later(-2, seen.append, "neg2")
+    loop.call_at(now + 0.03, loop.stop)
+    loop.run_forever()
+    assert seen == ["neg2", "neg1", "a", "b", "c"]
+
+
+def test_equal_deadlines_fire_in_insertion_order():
+    # asyncio documents this order as undefined (its heap is not stable); ferroloop guarantees it.
+    loop = ferroloop.new_event_loop()
+    try:
+        seen = []
+        when = loop.time() + 0.01
+        for i in range(50):
+            loop.call_at(when, seen.append, i)
+        loop.call_at(when + 0.01, loop.stop)
+        loop.run_forever()
+        assert seen == list(range(50))
+    finally:
+        loop.close()
+
+
+def test_due_timers_join_after_ready_callbacks(loop):
+    seen = []
+    loop.call_later(0, seen.append, "timer")
+    loop.call_soon(seen.append, "soon")
+    run_turns(loop, 2)
+    assert seen == ["soon", "timer"]
+
+
+def test_nan_delay_is_accepted_and_fires_at_once(loop):
+    seen = []
+    h = loop.call_later(math.nan, seen.append, "nan")
+    assert math.isnan(h.when())
+    run_turns(loop)
+    assert seen == ["nan"]
+
+
+@pytest.mark.parametrize("delay", [math.inf, 1e300, 10**400 // 10**390])
+def test_huge_delays_wait_without_error(loop, delay):
+    seen = []
+    h = loop.call_later(delay, seen.append, 1)
+    run_turns(loop)
+    assert seen == []
+    assert h.when() >= loop.time()
+    h.cancel()
+
+
+def test_delay_type_errors_match_asyncio(loop):
+    with pytest.raises(TypeError, match="^delay must not be None$"):
+        loop.call_later(None, print)
+    with pytest.raises(
+        TypeError, match=r"^unsupported operand type\(s\) for \+: 'float' and 'str'$"
+    ):
+        loop.call_later("1", print)
+    with pytest.raises(TypeError, match="^when cannot be None$"):
+        loop.call_at(None, print)
+
+
+def test_time_is_time_monotonic(loop):
+    before = time.monotonic()
+    now = loop.time()
+    after = time.monotonic()
+    assert before <= now <= after
+
+
+def test_closed_loop_refuses_callbacks(loop):
+    loop.close()
+    for schedule in (
+        lambda: loop.call_soon(print),
+        lambda: loop.call_later(1, print),
+        lambda: loop.call_at(1, print),
+        lambda: loop.call_soon_threadsafe(print),
+        lambda: loop.run_forever(),
+    ):
+        with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+            schedule()
+
+
+def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop):
+    guard = loop.call_later(30, loop.stop)
+    started = threading.Event()
+
+    def other_thread():
+        started.wait()
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(started.set)
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t0 = time.monotonic()
+    loop.run_forever()
+    t.join()
+    assert time.monotonic() - t0 < 10
+    guard.cancel()
+
+
+def test_call_soon_threadsafe_from_many_threads(loop):
+    seen = []
+    n_threads, per_thread = 4, 200
+
+    def producer(k):
+        for i in range(per_thread):
+            loop.call_soon_threadsafe(seen.append, (k, i))
+
+    def done_check():
+        if len(seen) == n_threads * per_thread:
+            loop.stop()
+        else:
+            loop.call_later(0.001, done_check)
+
+    threads = [threading.Thread(target=producer, args=(k,)) for k in range(n_threads)]
+    loop.call_soon(lambda: [t.start() for t in threads])
+    loop.call_soon(done_check)
+    guard = loop.call_later(30, loop.stop)
+    loop.run_forever()
+    for t in threads:
+        t.join()
+    guard.cancel()
+    for k in range(n_threads):
+        assert [i for kk, i in seen if kk == k] == list(range(per_thread))
+
+
+def test_callbacks_run_in_their_context(loop):
+    var = contextvars.ContextVar("var", default="default")
+    seen = []
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in-ctx")
+    h = loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    assert h._context is ctx
+    var.set("at-schedule-time")
+    loop.call_soon(lambda: seen.append(var.get()))
+    var.set("later")
+    loop.call_later(0, lambda: seen.append(var.get()), context=ctx)
+    run_turns(loop, 2)
+    assert seen == ["in-ctx", "at-schedule-time", "in-ctx"]
+
+
+def test_context_changes_stay_in_the_callbacks_context(loop):
+    var = contextvars.ContextVar("var", default=0)
+    ctx = contextvars.copy_context()
+    loop.call_soon(var.set, 5, context=ctx)
+    run_turns(loop)
+    assert ctx[var] == 5
+    assert var.get() == 0
+
+
+def test_cancelled_timers_are_compacted(loop):
+    handles = [loop.call_later(100 + i, print) for i in range(1000)]
+    for h in handles[:900]:
+        h.cancel()
+    assert loop._timer_cancelled_count == 900
+    run_turns(loop)
+    assert pending_timers(loop) == 100
+    assert loop._timer_cancelled_count == 0
+    for h in handles[900:]:
+        h.cancel()
+    run_turns(loop)
+    assert pending_timers(loop) == 0
+
+
+def test_cancelled_timer_at_heap_head_is_dropped(loop):
+    h = loop.call_later(100, print)
+    loop.call_later(200, print)
+    h.cancel()
+    assert h._scheduled
+    run_turns(loop)
+    assert pending_timers(loop) == 1
+    assert not h._scheduled
+
+
+def test_timer_handle_interface(loop):
+    a = loop.call_at(10, print)
+    b = loop.call_at(20, print)
+    assert a.when() == 10
+    assert a < b and b > a and a <= b and not a >= b
+    assert a != b
+    assert hash(a) == hash(10.0)
+    a.cancel()
+    b.cancel()
+
+
+def test_handle_get_context():
+    # Handle.get_context() is new in Python 3.12; ferroloop's handles have it on every version.
+    loop = ferroloop.new_event_loop()
+    try:
+        ctx = contextvars.copy_context()
+        assert loop.call_soon(print, context=ctx).get_context() is ctx
+        assert loop.call_later(1, print, context=ctx).get_context() is ctx
+    finally:
+        loop.close()
