@@ -19,7 +19,7 @@ $(BIN)/.ready: requirements-dev.txt
 	touch $@
 
 build: $(BIN)/.ready
-	$(BIN)/maturin develop -q $(MATURIN_FLAGS)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/maturin develop -q $(MATURIN_FLAGS)
 
 dev: MATURIN_FLAGS =
 dev: build
@@ -49,7 +49,7 @@ $(BENCH_BIN)/.ready: benchmarks/requirements.txt
 	touch $@
 
 bench: $(BENCH_BIN)/.ready
-	$(BENCH_BIN)/maturin develop -q --release
+	VIRTUAL_ENV=$(CURDIR)/$(BENCH_VENV) $(BENCH_BIN)/maturin develop -q --release
 	$(BENCH_BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: BENCH_ARGS = --quick

@@ -1,0 +1,248 @@
+"""ferroloop's benchmark harness: every workload on asyncio, uvloop, rloop and ferroloop.
+
+Method: each (workload, loop, repetition) runs in a fresh process; repetitions are interleaved
+across loops with the order rotated each round, so that background load falls on all loops alike.
+Reported: the median with min and max, ratios against asyncio and uvloop, CPU time and peak RSS.
+
+    python benchmarks/run.py [--quick] [--reps N] [--only SUBSTRING] [--loops a,b] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from workloads import ALL  # noqa: E402
+
+ALL_LOOPS = ["asyncio", "uvloop", "rloop", "ferroloop"]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("ferroloop", "uvloop", "rloop"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores"
+
+
+def run_once(loop: str, workload: str, size: int, timeout: float) -> dict:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "worker.py"),
+            "--loop",
+            loop,
+            "--workload",
+            workload,
+            "--size",
+            str(size),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def value_of(run: dict, metric: str) -> float:
+    if metric == "memory":
+        return run["extra_mib"]
+    return run["ops"] / run["seconds"]
+
+
+def summarize(runs: dict[str, list[dict]], metric: str) -> dict[str, dict]:
+    summary = {}
+    for loop, loop_runs in runs.items():
+        ok = [r for r in loop_runs if "error" not in r]
+        if not ok:
+            summary[loop] = {
+                "error": loop_runs[0].get("error", "no run") if loop_runs else "no run"
+            }
+            continue
+        values = [value_of(r, metric) for r in ok]
+        summary[loop] = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in ok),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
+            "runs": len(ok),
+        }
+    return summary
+
+
+def ratio(summary: dict, loop: str, base: str, metric: str) -> float | None:
+    a, b = summary.get(loop, {}), summary.get(base, {})
+    if "median" not in a or "median" not in b or not b["median"] or not a["median"]:
+        return None
+    # Speed-up: >1 means `loop` is better than `base`, for throughput and for memory alike.
+    return a["median"] / b["median"] if metric == "time" else b["median"] / a["median"]
+
+
+def fmt_value(x: float, metric: str) -> str:
+    if metric == "memory":
+        return f"{x:,.1f} MiB"
+    return f"{x:,.0f}/s"
+
+
+def markdown(results: dict, header: dict) -> str:
+    lines = [
+        "# ferroloop benchmarks",
+        "",
+        f"Measured {header['date']} on {header['machine']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".",
+        f"Mode: {header['mode']}, {header['reps']} fresh-process runs per loop, interleaved.",
+        "Throughput rows: operations per second, higher is better. Memory rows: extra MiB over",
+        "the process's baseline, lower is better. Ratios >1 mean ferroloop is ahead.",
+        "",
+        "| workload | " + " | ".join(header["loops"]) + " | vs asyncio | vs uvloop | vs rloop |",
+        "|---" * (len(header["loops"]) + 4) + "|",
+    ]
+    for name, entry in results.items():
+        metric, summary = entry["metric"], entry["summary"]
+        cells = []
+        for loop in header["loops"]:
+            s = summary.get(loop, {})
+            if "median" in s:
+                cells.append(
+                    f"{fmt_value(s['median'], metric)} ({fmt_value(s['min'], metric)}"
+                    f"–{fmt_value(s['max'], metric)})"
+                )
+            else:
+                cells.append("n/a: " + s.get("error", "not run"))
+        rs = [ratio(summary, "ferroloop", base, metric) for base in ("asyncio", "uvloop", "rloop")]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join("–" if r is None else f"{r:.2f}x" for r in rs)
+            + " |"
+        )
+    lines += ["", "Geometric mean of ferroloop's ratio over every row:", ""]
+    for base in ("asyncio", "uvloop", "rloop"):
+        rs = [ratio(e["summary"], "ferroloop", base, e["metric"]) for e in results.values()]
+        rs = [r for r in rs if r]
+        if rs:
+            gm = math.exp(sum(math.log(r) for r in rs) / len(rs))
+            lines.append(f"- vs {base}: {gm:.2f}x over {len(rs)} workloads")
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict, header: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    loops = [lp for lp in header["loops"] if lp != "asyncio"]
+    fig, ax = plt.subplots(figsize=(12, 0.55 * len(names) + 2))
+    height = 0.8 / len(loops)
+    for i, loop in enumerate(loops):
+        values = [
+            ratio(results[n]["summary"], loop, "asyncio", results[n]["metric"]) or 0 for n in names
+        ]
+        ax.barh([y + i * height for y in range(len(names))], values, height, label=loop)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([y + height * (len(loops) - 1) / 2 for y in range(len(names))], names)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up vs stdlib asyncio (memory rows: asyncio's MiB / loop's MiB)")
+    ax.set_title(f"ferroloop benchmarks, {header['date']}, {header['machine']}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, 3 repetitions")
+    parser.add_argument("--reps", type=int)
+    parser.add_argument("--only", help="run the workloads whose name contains this")
+    parser.add_argument("--loops", default=",".join(ALL_LOOPS))
+    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md + png")
+    args = parser.parse_args()
+
+    loops = args.loops.split(",")
+    reps = args.reps or (3 if args.quick else 7)
+    chosen = {n: w for n, w in ALL.items() if not args.only or args.only in n}
+    header = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "versions": versions(),
+        "mode": "quick" if args.quick else "full",
+        "reps": reps,
+        "loops": loops,
+    }
+    print(f"# {header['machine']}; {header['versions']}", flush=True)
+    results = {}
+    for name, workload in chosen.items():
+        size = workload.quick_size if args.quick else workload.size
+        runs: dict[str, list[dict]] = {loop: [] for loop in loops}
+        for rep in range(reps):
+            order = loops[rep % len(loops) :] + loops[: rep % len(loops)]
+            for loop in order:
+                reason = (workload.unsupported or {}).get(loop)
+                if reason:
+                    runs[loop].append({"error": reason})
+                    continue
+                try:
+                    runs[loop].append(run_once(loop, name, size, timeout=300))
+                except subprocess.TimeoutExpired:
+                    runs[loop].append({"error": "timed out"})
+        summary = summarize(runs, workload.metric)
+        results[name] = {"metric": workload.metric, "size": size, "summary": summary, "runs": runs}
+        cells = ", ".join(
+            f"{lp}={fmt_value(s['median'], workload.metric)}"
+            if "median" in s
+            else f"{lp}=n/a ({s['error']})"
+            for lp, s in summary.items()
+        )
+        print(f"{name}: {cells}", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (out / f"{stamp}.json").write_text(json.dumps({"header": header, "results": results}, indent=1))
+    md = markdown(results, header)
+    (out / f"{stamp}.md").write_text(md)
+    print()
+    print(md)
+    if args.docs:
+        docs = ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        (docs / "benchmarks.md").write_text(md + "\n![speed-up chart](benchmarks.png)\n")
+        chart(results, header, docs / "benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()

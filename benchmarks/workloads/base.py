@@ -1,0 +1,20 @@
+"""What a workload is: a coroutine factory timed inside the loop, and its size in each mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+
+@dataclass(frozen=True)
+class Workload:
+    # Runs the measured part inside a running loop and returns how many operations it did.
+    body: Callable[[int], Awaitable[int]]
+    size: int
+    quick_size: int
+    unit: str = "op"
+    # "time" (ops per second, higher is better) or "memory" (MiB, lower is better).
+    metric: str = "time"
+    # Loops that lack the feature the workload needs, with the reason.
+    unsupported: dict[str, str] | None = None
+    extra: dict[str, Any] | None = None
