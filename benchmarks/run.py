@@ -69,7 +69,7 @@ def run_once(loop: str, workload: str, size: int, timeout: float) -> dict:
         timeout=timeout,
     )
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]}
+        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
