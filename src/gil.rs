@@ -30,3 +30,11 @@ impl<T> GilCell<T> {
         self.0.borrow_mut()
     }
 }
+
+impl<T> GilCell<T> {
+    /// For `__traverse__`, which gets no `Python` token but runs with the GIL held: the state if
+    /// it is not being mutated.
+    pub fn try_borrow_for_gc(&self) -> Option<Ref<'_, T>> {
+        self.0.try_borrow().ok()
+    }
+}

@@ -1,5 +1,9 @@
 //! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return, with asyncio's interface
 //! (`cancel`, `cancelled`, `when`, `get_context`, repr, comparisons) and its run semantics.
+//!
+//! A handle is as small as asyncio's (one is made per callback, and programs keep a million
+//! timers pending), and it takes part in garbage collection like asyncio's: a timer whose callback
+//! is a bound method of an object that holds the timer is a cycle the collector must be able to see.
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,26 +12,33 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::types::{PyDict, PyFloat, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::core::Entry;
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
 use crate::pyobjects;
 
+/// What only debug mode records, kept out of line so that handles stay small.
+struct DebugInfo {
+    /// Where the handle was created (a `traceback.StackSummary`), or None.
+    source_traceback: Option<Py<PyAny>>,
+    /// The repr kept at cancel time, so a slow-callback warning can still name the handle.
+    repr: Option<Py<PyString>>,
+}
+
 struct HandleState {
     callback: Option<Py<PyAny>>,
     args: Option<Py<PyTuple>>,
-    /// The repr kept at cancel time in debug mode, so slow-callback warnings can still name it.
-    repr: Option<String>,
+    context: Option<Py<PyAny>>,
+    debug: Option<Box<DebugInfo>>,
 }
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop")]
 pub struct Handle {
     state: GilCell<HandleState>,
-    context: Py<PyAny>,
     loop_: Py<PyAny>,
-    source_traceback: Option<Py<PyAny>>,
     cancelled: AtomicBool,
     /// True while the handle sits in the timer heap (asyncio's `TimerHandle._scheduled`).
     scheduled: AtomicBool,
@@ -41,7 +52,7 @@ pub struct TimerHandle {
 impl Entry for Py<Handle> {
     #[inline]
     fn is_cancelled(&self) -> bool {
-        self.get().cancelled.load(Ordering::Relaxed)
+        self.get().cancelled()
     }
     #[inline]
     fn set_unscheduled(&self) {
@@ -82,19 +93,22 @@ impl Handle {
         context: Option<Py<PyAny>>,
         debug: bool,
     ) -> PyResult<Handle> {
+        let debug = if debug {
+            Some(Box::new(DebugInfo {
+                source_traceback: Some(creation_stack(py)?),
+                repr: None,
+            }))
+        } else {
+            None
+        };
         Ok(Handle {
             state: GilCell::new(HandleState {
                 callback: Some(callback),
                 args: Some(args),
-                repr: None,
+                context: Some(context_or_copy(py, context)?),
+                debug,
             }),
-            context: context_or_copy(py, context)?,
             loop_,
-            source_traceback: if debug {
-                Some(creation_stack(py)?)
-            } else {
-                None
-            },
             cancelled: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
         })
@@ -104,15 +118,22 @@ impl Handle {
         self.scheduled.store(true, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
 
-    /// `Handle.cancel`, and `TimerHandle.cancel`'s report to the loop while it is in the heap.
+    fn source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let st = self.state.borrow(py);
+        let tb = st.debug.as_ref()?.source_traceback.as_ref()?;
+        Some(tb.clone_ref(py))
+    }
+
+    /// `Handle.cancel`, with `TimerHandle.cancel`'s report to the loop while it is in the heap.
     pub(crate) fn cancel_bound(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.cancelled.load(Ordering::Relaxed) {
+        if this.cancelled() {
             return Ok(());
         }
         let loop_ = this.loop_.bind(py);
@@ -127,8 +148,15 @@ impl Handle {
         this.cancelled.store(true, Ordering::Relaxed);
         if loop_debug(loop_)? {
             // Keep a description: a slow-callback warning may still need to name this handle.
-            let repr = slf.repr()?.extract::<String>()?;
-            this.state.borrow_mut(py).repr = Some(repr);
+            let repr = slf.repr()?.unbind();
+            let mut st = this.state.borrow_mut(py);
+            let debug = st.debug.get_or_insert_with(|| {
+                Box::new(DebugInfo {
+                    source_traceback: None,
+                    repr: None,
+                })
+            });
+            debug.repr = Some(repr);
         }
         let (callback, args) = {
             let mut st = this.state.borrow_mut(py);
@@ -143,17 +171,18 @@ impl Handle {
     /// propagate, any other exception goes to the loop's exception handler.
     pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.get();
-        let (callback, args) = {
-            let st = this.state.borrow(py);
-            match (&st.callback, &st.args) {
-                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py)),
+        let (callback, args, context) = {
+            let st = slf.get().state.borrow(py);
+            match (&st.callback, &st.args, &st.context) {
+                (Some(cb), Some(args), Some(ctx)) => {
+                    (cb.clone_ref(py), args.clone_ref(py), ctx.clone_ref(py))
+                }
                 _ => return Ok(()),
             }
         };
-        let ctx = this.context.as_ptr();
+        let ctx = context.as_ptr();
         // SAFETY: ctx, callback and args are live objects we hold references to; the context is
-        // exited on every path after a successful enter, before the error is inspected.
+        // exited on every path after a successful enter, once the call's error has been fetched.
         let result = unsafe {
             if ffi::PyContext_Enter(ctx) < 0 {
                 Err(PyErr::fetch(py))
@@ -173,9 +202,8 @@ impl Handle {
     fn repr_info(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {
         let py = slf.py();
         let this = slf.get();
-        let cancelled = this.cancelled.load(Ordering::Relaxed);
         let mut info = vec![slf.get_type().name()?.to_string()];
-        if cancelled {
+        if this.cancelled() {
             info.push("cancelled".to_owned());
         }
         if let Ok(timer) = slf.cast::<TimerHandle>() {
@@ -200,23 +228,15 @@ impl Handle {
                     .extract::<String>()?,
             );
         }
-        if let Some(frame) = this.last_frame(py)? {
-            let (file, line): (String, Py<PyAny>) =
-                (frame.get_item(0)?.extract()?, frame.get_item(1)?.unbind());
-            info.push(format!("created at {file}:{}", line.bind(py).str()?));
+        if let Some(tb) = this.source_traceback(py) {
+            let tb = tb.bind(py);
+            if tb.is_truthy()? {
+                let frame = tb.get_item(-1)?;
+                let file: String = frame.get_item(0)?.extract()?;
+                info.push(format!("created at {file}:{}", frame.get_item(1)?.str()?));
+            }
         }
         Ok(info)
-    }
-
-    fn last_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(tb) = &self.source_traceback else {
-            return Ok(None);
-        };
-        let tb = tb.bind(py);
-        if !tb.is_truthy()? {
-            return Ok(None);
-        }
-        Ok(Some(tb.get_item(-1)?))
     }
 }
 
@@ -238,7 +258,7 @@ fn report_callback_error(
     context.set_item("exception", err.into_value(py))?;
     context.set_item("handle", handle)?;
     let this = handle.get();
-    if let Some(tb) = &this.source_traceback {
+    if let Some(tb) = this.source_traceback(py) {
         if tb.bind(py).is_truthy()? {
             context.set_item("source_traceback", tb)?;
         }
@@ -274,19 +294,49 @@ impl Handle {
         self.cancelled()
     }
 
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self._context(py)
     }
 
     fn _run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         Handle::run(slf)
     }
 
-    fn __repr__(slf: &Bound<'_, Handle>) -> PyResult<String> {
-        if let Some(repr) = &slf.get().state.borrow(slf.py()).repr {
-            return Ok(repr.clone());
+    fn __repr__(slf: &Bound<'_, Handle>) -> PyResult<Py<PyString>> {
+        if let Some(repr) = slf.get()._repr(slf.py()) {
+            return Ok(repr);
         }
-        Ok(format!("<{}>", Handle::repr_info(slf)?.join(" ")))
+        let repr = format!("<{}>", Handle::repr_info(slf)?.join(" "));
+        Ok(PyString::new(slf.py(), &repr).unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        // The collector runs with the GIL held and never while a borrow is live (no borrow of a
+        // handle spans an allocation); a busy cell is skipped rather than trusted.
+        let Some(st) = self.state.try_borrow_for_gc() else {
+            return Ok(());
+        };
+        visit.call(&st.callback)?;
+        visit.call(&st.args)?;
+        visit.call(&st.context)?;
+        if let Some(debug) = &st.debug {
+            visit.call(&debug.source_traceback)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self, py: Python<'_>) {
+        let taken = {
+            let mut st = self.state.borrow_mut(py);
+            (
+                st.callback.take(),
+                st.args.take(),
+                st.context.take(),
+                st.debug.take(),
+            )
+        };
+        drop(taken);
     }
 
     #[getter]
@@ -309,8 +359,12 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     #[getter]
@@ -320,12 +374,13 @@ impl Handle {
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.source_traceback.as_ref().map(|tb| tb.clone_ref(py))
+        self.source_traceback(py)
     }
 
     #[getter]
-    fn _repr(&self, py: Python<'_>) -> Option<String> {
-        self.state.borrow(py).repr.clone()
+    fn _repr(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        let st = self.state.borrow(py);
+        st.debug.as_ref()?.repr.as_ref().map(|r| r.clone_ref(py))
     }
 }
 
@@ -385,13 +440,12 @@ impl TimerHandle {
             if a != b {
                 return Ok(false);
             }
-            let (x, y) = (slf.as_super(), other.as_super());
-            if x.get().cancelled() != y.get().cancelled() {
+            let (x, y) = (slf.as_super().get(), other.as_super().get());
+            if x.cancelled() != y.cancelled() {
                 return Ok(false);
             }
-            let (cx, cy) = (x.get()._callback(py), y.get()._callback(py));
-            let (ax, ay) = (x.get()._args(py), y.get()._args(py));
-            Ok(cx.into_pyobject(py)?.eq(cy)? && ax.into_pyobject(py)?.eq(ay)?)
+            Ok(x._callback(py).into_pyobject(py)?.eq(y._callback(py))?
+                && x._args(py).into_pyobject(py)?.eq(y._args(py))?)
         };
         let result = match op {
             CompareOp::Lt => a < b,

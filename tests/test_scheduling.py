@@ -255,3 +255,30 @@ def test_handle_get_context():
         assert loop.call_later(1, print, context=ctx).get_context() is ctx
     finally:
         loop.close()
+
+
+def test_fired_timer_in_a_reference_cycle_is_collected(loop):
+    import gc
+    import weakref
+
+    class Owner:
+        def on_timer(self):
+            self.fired = True
+
+    owner = Owner()
+    owner.timer = loop.call_later(0, owner.on_timer)
+    owner.soon = loop.call_soon(owner.on_timer)
+    ref = weakref.ref(owner)
+    run_turns(loop, 2)
+    assert owner.fired
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
+def test_handles_support_weakrefs(loop):
+    import weakref
+
+    h = loop.call_soon(print)
+    assert weakref.ref(h)() is h
+    h.cancel()

@@ -81,6 +81,11 @@ impl<T: Entry> Scheduler<T> {
         self.ready.pop_front()
     }
 
+    /// Every queued entry: ready callbacks, then timers in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.ready.iter().chain(self.timers.iter())
+    }
+
     /// Empties both queues (the loop is closing); returns what they held.
     pub fn clear(&mut self) -> Vec<T> {
         let mut all: Vec<T> = self.ready.drain(..).collect();

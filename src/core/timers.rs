@@ -135,6 +135,11 @@ impl<T: Entry> TimerHeap<T> {
         Some(t.entry)
     }
 
+    /// Every timer, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|t| &t.entry)
+    }
+
     /// Removes every timer, earliest first (used when the loop is closed).
     pub fn drain(&mut self) -> Vec<T> {
         self.cancelled = 0;

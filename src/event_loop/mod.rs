@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::core::poller::{self, Interests, LoopWaker, Poller, Readiness};
 use crate::core::scheduler::Scheduler;
@@ -163,6 +164,34 @@ impl LoopCore {
 
     fn stop(&self, py: Python<'_>) {
         self.state.borrow_mut(py).stopping = true;
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Runs with the GIL held; a state borrowed at that moment is skipped, not trusted.
+        let Some(st) = self.state.try_borrow_for_gc() else {
+            return Ok(());
+        };
+        for handle in st.scheduler.iter() {
+            visit.call(handle)?;
+        }
+        for callbacks in st.fd_callbacks.values() {
+            visit.call(&callbacks.reader)?;
+            visit.call(&callbacks.writer)?;
+        }
+        visit.call(&st.task_factory)?;
+        Ok(())
+    }
+
+    fn __clear__(&self, py: Python<'_>) {
+        let taken = {
+            let mut st = self.state.borrow_mut(py);
+            (
+                st.scheduler.clear(),
+                std::mem::take(&mut st.fd_callbacks),
+                st.task_factory.take(),
+            )
+        };
+        drop(taken);
     }
 
     /// Marks the loop closed and drops every queued callback, timer and fd watch. The Python
