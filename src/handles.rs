@@ -114,6 +114,52 @@ impl Handle {
         })
     }
 
+    /// Hands the handle's references over to the loop's queue for the collector's purposes: see
+    /// "Handles and the garbage collector" in `event_loop/mod.rs`.
+    pub(crate) fn untrack_while_queued(slf: &Bound<'_, Handle>) {
+        // SAFETY: a live GC object; untracking an object is always allowed.
+        unsafe { ffi::PyObject_GC_UnTrack(slf.as_ptr().cast()) }
+    }
+
+    /// Tracks the handle again if it is untracked, so that cycles through it are collectable.
+    pub(crate) fn track(slf: &Bound<'_, Handle>) {
+        let ptr = slf.as_ptr();
+        // SAFETY: a live GC object; it is tracked only if it is not tracked already.
+        unsafe {
+            if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+                ffi::PyObject_GC_Track(ptr.cast());
+            }
+        }
+    }
+
+    /// Called when the loop's queue lets go of the handle: if someone else still holds it, the
+    /// collector must see its references again.
+    pub(crate) fn leave_queue(slf: &Bound<'_, Handle>) {
+        // SAFETY: reading the reference count of a live object.
+        if unsafe { ffi::Py_REFCNT(slf.as_ptr()) } > 1 {
+            Handle::track(slf);
+        }
+    }
+
+    pub(crate) fn is_tracked(handle: &Py<Handle>) -> bool {
+        // SAFETY: a live object, read with the GIL held (the collector holds it during traverse).
+        unsafe { ffi::PyObject_GC_IsTracked(handle.as_ptr()) != 0 }
+    }
+
+    /// Visits what the handle references, on behalf of the queue that owns the handle.
+    pub(crate) fn visit_referents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(st) = self.state.try_borrow_for_gc() else {
+            return Ok(());
+        };
+        visit.call(&st.callback)?;
+        visit.call(&st.args)?;
+        visit.call(&st.context)?;
+        if let Some(debug) = &st.debug {
+            visit.call(&debug.source_traceback)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn mark_scheduled(&self) {
         self.scheduled.store(true, Ordering::Relaxed);
     }
@@ -146,6 +192,9 @@ impl Handle {
             }
         }
         this.cancelled.store(true, Ordering::Relaxed);
+        // A cancelled handle keeps its context and may be held by its owner for long: let the
+        // collector see it whether or not it is still queued.
+        Handle::track(slf);
         if loop_debug(loop_)? {
             // Keep a description: a slow-callback warning may still need to name this handle.
             let repr = slf.repr()?.unbind();
@@ -314,16 +363,7 @@ impl Handle {
         visit.call(&self.loop_)?;
         // The collector runs with the GIL held and never while a borrow is live (no borrow of a
         // handle spans an allocation); a busy cell is skipped rather than trusted.
-        let Some(st) = self.state.try_borrow_for_gc() else {
-            return Ok(());
-        };
-        visit.call(&st.callback)?;
-        visit.call(&st.args)?;
-        visit.call(&st.context)?;
-        if let Some(debug) = &st.debug {
-            visit.call(&debug.source_traceback)?;
-        }
-        Ok(())
+        self.visit_referents(&visit)
     }
 
     fn __clear__(&self, py: Python<'_>) {

@@ -282,3 +282,62 @@ def test_handles_support_weakrefs(loop):
     h = loop.call_soon(print)
     assert weakref.ref(h)() is h
     h.cancel()
+
+
+def test_handle_held_after_the_loop_closed_is_collectable(loop):
+    import gc
+    import weakref
+
+    class Owner:
+        def cb(self):
+            pass
+
+    owner = Owner()
+    owner.handle = loop.call_soon(owner.cb)
+    owner.timer = loop.call_later(100, owner.cb)
+    ref = weakref.ref(owner)
+    loop.close()
+    assert gc.is_tracked(owner.handle) and gc.is_tracked(owner.timer)
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
+def test_cancelled_queued_handle_in_a_cycle_is_collectable(loop):
+    import gc
+    import weakref
+
+    class Owner:
+        def cb(self):
+            pass
+
+    owner = Owner()
+    owner.timer = loop.call_later(100, owner.cb)
+    owner.timer.cancel()
+    ref = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert ref() is None
+    run_turns(loop)
+
+
+def test_collections_while_many_callbacks_are_queued(loop):
+    import gc
+
+    seen = []
+
+    class Payload:
+        def __init__(self, i):
+            self.i = i
+            self.me = self  # a cycle the collector must leave alone while it is queued
+
+        def __call__(self):
+            seen.append(self.i)
+            if self.i % 1000 == 0:
+                gc.collect()
+
+    for i in range(5000):
+        loop.call_soon(Payload(i))
+    gc.collect()
+    run_turns(loop)
+    assert seen == list(range(5000))

@@ -1,6 +1,15 @@
 //! The native base of `ferroloop.EventLoop`: everything that runs per callback, per timer and per
 //! I/O event. The Python subclass (`python/ferroloop/_loop.py`) adds what runs once per loop or
 //! per call of a rare API: `run_forever`'s set-up, executors, async generators, error reports.
+//!
+//! Handles and the garbage collector. Handles must be visible to the collector (a fired timer
+//! whose callback is a bound method of its owner is a cycle), but a million queued callbacks
+//! would make every collection walk a million handles. So a handle made by `call_soon`,
+//! `call_later` or `call_at` is untracked while it sits in the scheduler, where exactly one slot
+//! owns it: the loop's `__traverse__` visits such a handle's references itself, on the handle's
+//! behalf. The moment the queue lets go of it (it ran, was dropped at close) or it is cancelled,
+//! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
+//! which the loop holds in two places at once, are always tracked.
 
 mod io;
 mod schedule;
@@ -48,6 +57,13 @@ pub struct LoopCore {
     /// Only the thread running the loop blocks on it; the lock is never contended.
     poller: Mutex<Poller>,
     waker: LoopWaker,
+}
+
+/// Lets go of handles taken out of the scheduler without running them.
+fn release_queued(py: Python<'_>, queued: Vec<Py<Handle>>) {
+    for handle in queued {
+        Handle::leave_queue(handle.bind(py));
+    }
 }
 
 fn closed_error() -> PyErr {
@@ -172,7 +188,11 @@ impl LoopCore {
             return Ok(());
         };
         for handle in st.scheduler.iter() {
-            visit.call(handle)?;
+            if Handle::is_tracked(handle) {
+                visit.call(handle)?;
+            } else {
+                handle.get().visit_referents(&visit)?;
+            }
         }
         for callbacks in st.fd_callbacks.values() {
             visit.call(&callbacks.reader)?;
@@ -183,7 +203,7 @@ impl LoopCore {
     }
 
     fn __clear__(&self, py: Python<'_>) {
-        let taken = {
+        let (queued, callbacks, factory) = {
             let mut st = self.state.borrow_mut(py);
             (
                 st.scheduler.clear(),
@@ -191,7 +211,8 @@ impl LoopCore {
                 st.task_factory.take(),
             )
         };
-        drop(taken);
+        release_queued(py, queued);
+        drop((callbacks, factory));
     }
 
     /// Marks the loop closed and drops every queued callback, timer and fd watch. The Python
@@ -209,7 +230,7 @@ impl LoopCore {
             (queued, callbacks)
         };
         // Released outside the borrow: dropping a callback may run arbitrary Python code.
-        drop(queued);
+        release_queued(py, queued);
         drop(callbacks);
     }
 }

@@ -96,10 +96,12 @@ impl LoopCore {
         method: &str,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(
+        let handle = Bound::new(
             py,
             LoopCore::new_handle(slf, callback, args, context, Some(method))?,
         )?;
+        Handle::untrack_while_queued(&handle);
+        let handle = handle.unbind();
         slf.get()
             .state
             .borrow_mut(py)
@@ -130,6 +132,7 @@ impl LoopCore {
         } else {
             when
         };
+        Handle::untrack_while_queued(timer.as_super());
         let as_handle = timer.as_super().clone().unbind();
         slf.get()
             .state

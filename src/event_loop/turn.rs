@@ -113,11 +113,13 @@ impl LoopCore {
             if handle.get().cancelled() {
                 continue;
             }
-            if debug {
-                slf.call_method1("_run_handle_debug", (handle,))?;
+            let result = if debug {
+                slf.call_method1("_run_handle_debug", (&handle,)).map(drop)
             } else {
-                Handle::run(&handle)?;
-            }
+                Handle::run(&handle)
+            };
+            Handle::leave_queue(&handle);
+            result?;
         }
         Ok(())
     }
