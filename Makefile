@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test py-test conformance bench bench-quick clean
+.PHONY: demo test build dev lint rust-test py-test bench-install bench bench-quick clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,14 @@ $(BENCH_BIN)/.ready: benchmarks/requirements.txt
 	$(BENCH_BIN)/pip install -q -r benchmarks/requirements.txt
 	touch $@
 
-bench: $(BENCH_BIN)/.ready
-	VIRTUAL_ENV=$(CURDIR)/$(BENCH_VENV) $(BENCH_BIN)/maturin develop -q --release
+# The bench venv gets a release wheel, not an editable install: an editable install shares the
+# extension module in python/ with .venv, and the last `make dev` would be what got measured.
+bench-install: $(BENCH_BIN)/.ready
+	rm -rf target/wheels
+	$(BENCH_BIN)/maturin build -q --release -i $(BENCH_BIN)/python -o target/wheels
+	$(BENCH_BIN)/pip install -q --force-reinstall --no-deps target/wheels/*.whl
+
+bench: bench-install
 	$(BENCH_BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: BENCH_ARGS = --quick
