@@ -35,6 +35,23 @@ struct HandleState {
     debug: Option<Box<DebugInfo>>,
 }
 
+impl Drop for HandleState {
+    fn drop(&mut self) {
+        // SAFETY: handle state is only ever dropped by the handle's deallocation or clearing,
+        // which CPython runs with the GIL held; `drop_ref` then skips PyO3's GIL-state lookup.
+        let py = unsafe { Python::assume_attached() };
+        if let Some(x) = self.callback.take() {
+            x.drop_ref(py);
+        }
+        if let Some(x) = self.args.take() {
+            x.drop_ref(py);
+        }
+        if let Some(x) = self.context.take() {
+            x.drop_ref(py);
+        }
+    }
+}
+
 #[pyclass(frozen, subclass, weakref, module = "ferroloop")]
 pub struct Handle {
     state: GilCell<HandleState>,
@@ -220,14 +237,34 @@ impl Handle {
     /// propagate, any other exception goes to the loop's exception handler.
     pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
-        let (callback, args, context) = {
-            let st = slf.get().state.borrow(py);
-            match (&st.callback, &st.args, &st.context) {
-                (Some(cb), Some(args), Some(ctx)) => {
-                    (cb.clone_ref(py), args.clone_ref(py), ctx.clone_ref(py))
+        let this = slf.get();
+        // When the caller's reference is the only one (the usual case: the loop popped the handle
+        // and nobody kept it), nothing can look at the handle after the call, so its references
+        // are moved out instead of copied; they are put back if the error report needs them.
+        // SAFETY: reading the reference count of a live object.
+        let sole_owner = unsafe { ffi::Py_REFCNT(slf.as_ptr()) } == 1;
+        let parts = {
+            let mut st = this.state.borrow_mut(py);
+            if sole_owner {
+                match (st.callback.take(), st.args.take(), st.context.take()) {
+                    (Some(cb), Some(args), Some(ctx)) => {
+                        Some((cb.into_bound(py), args.into_bound(py), ctx.into_bound(py)))
+                    }
+                    _ => None,
                 }
-                _ => return Ok(()),
+            } else {
+                match (&st.callback, &st.args, &st.context) {
+                    (Some(cb), Some(args), Some(ctx)) => Some((
+                        cb.bind(py).clone(),
+                        args.bind(py).clone(),
+                        ctx.bind(py).clone(),
+                    )),
+                    _ => None,
+                }
             }
+        };
+        let Some((callback, args, context)) = parts else {
+            return Ok(());
         };
         let ctx = context.as_ptr();
         // SAFETY: ctx, callback and args are live objects we hold references to; the context is
@@ -242,10 +279,16 @@ impl Handle {
                 result
             }
         };
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => report_callback_error(slf, callback.bind(py), args.bind(py), err),
+        let Err(err) = result else {
+            return Ok(());
+        };
+        if sole_owner {
+            let mut st = this.state.borrow_mut(py);
+            st.callback = Some(callback.clone().unbind());
+            st.args = Some(args.clone().unbind());
+            st.context = Some(context.unbind());
         }
+        report_callback_error(slf, &callback, &args, err)
     }
 
     fn repr_info(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {

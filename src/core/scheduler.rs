@@ -58,21 +58,26 @@ impl<T: Entry> Scheduler<T> {
 
     /// How long the poller may block: `Some(0.0)` when callbacks are ready or a stop is pending,
     /// the time to the next live timer (capped at a day), or `None` to block until an event.
-    pub fn poll_timeout(&mut self, now: f64, stopping: bool) -> Option<f64> {
+    /// The clock is read only when a timer decides the answer.
+    pub fn poll_timeout(&mut self, now: impl FnOnce() -> f64, stopping: bool) -> Option<f64> {
         self.timers.prune();
         if !self.ready.is_empty() || stopping {
             return Some(0.0);
         }
         self.timers
             .next_deadline()
-            .map(|when| (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
+            .map(|when| (when - now()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
     }
 
     /// Moves the timers due before `end_time` to the ready queue and returns the number of
-    /// callbacks this turn runs: those ready now, and no more.
-    pub fn collect_due(&mut self, end_time: f64) -> usize {
-        while let Some(entry) = self.timers.pop_due(end_time) {
-            self.ready.push_back(entry);
+    /// callbacks this turn runs: those ready now, and no more. The clock is read only if there
+    /// are timers.
+    pub fn collect_due(&mut self, end_time: impl FnOnce() -> f64) -> usize {
+        if !self.timers.is_empty() {
+            let end_time = end_time();
+            while let Some(entry) = self.timers.pop_due(end_time) {
+                self.ready.push_back(entry);
+            }
         }
         self.ready.len()
     }
@@ -114,13 +119,13 @@ mod tests {
     #[test]
     fn ready_work_means_no_blocking() {
         let mut s = Scheduler::new();
-        assert_eq!(s.poll_timeout(0.0, false), None);
-        assert_eq!(s.poll_timeout(0.0, true), Some(0.0));
+        assert_eq!(s.poll_timeout(|| 0.0, false), None);
+        assert_eq!(s.poll_timeout(|| 0.0, true), Some(0.0));
         s.push_timer(5.0, cb(0));
-        assert_eq!(s.poll_timeout(1.0, false), Some(4.0));
-        assert_eq!(s.poll_timeout(9.0, false), Some(0.0));
+        assert_eq!(s.poll_timeout(|| 1.0, false), Some(4.0));
+        assert_eq!(s.poll_timeout(|| 9.0, false), Some(0.0));
         s.push_ready(cb(1));
-        assert_eq!(s.poll_timeout(1.0, false), Some(0.0));
+        assert_eq!(s.poll_timeout(|| 1.0, false), Some(0.0));
     }
 
     #[test]
@@ -131,7 +136,7 @@ mod tests {
         s.push_timer(f64::INFINITY, cb(1));
         early.1.set(true);
         s.timer_cancelled();
-        assert_eq!(s.poll_timeout(0.0, false), Some(MAXIMUM_SELECT_TIMEOUT));
+        assert_eq!(s.poll_timeout(|| 0.0, false), Some(MAXIMUM_SELECT_TIMEOUT));
         assert_eq!(s.timers_len(), 1);
     }
 
@@ -141,7 +146,7 @@ mod tests {
         s.push_ready(cb(0));
         s.push_timer(1.0, cb(1));
         s.push_timer(3.0, cb(2));
-        let n = s.collect_due(2.0);
+        let n = s.collect_due(|| 2.0);
         assert_eq!(n, 2);
         let mut ran = vec![];
         for _ in 0..n {
@@ -152,7 +157,7 @@ mod tests {
         }
         assert_eq!(ran, vec![0, 1]);
         assert_eq!(s.ready_len(), 2);
-        assert_eq!(s.collect_due(2.0), 2);
+        assert_eq!(s.collect_due(|| 2.0), 2);
         assert_eq!(s.pop_ready().unwrap().0, 10);
     }
 
@@ -161,7 +166,7 @@ mod tests {
         let mut s = Scheduler::new();
         s.push_timer(0.5, cb(7));
         s.push_ready(cb(1));
-        s.collect_due(1.0);
+        s.collect_due(|| 1.0);
         assert_eq!(s.pop_ready().unwrap().0, 1);
         assert_eq!(s.pop_ready().unwrap().0, 7);
     }
@@ -172,6 +177,29 @@ mod tests {
         s.push_ready(cb(0));
         s.push_timer(1.0, cb(1));
         assert_eq!(s.clear().len(), 2);
-        assert_eq!(s.poll_timeout(0.0, false), None);
+        assert_eq!(s.poll_timeout(|| 0.0, false), None);
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    struct Never;
+    impl Entry for Never {
+        fn is_cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn no_timers_no_clock_reads() {
+        let mut s: Scheduler<Never> = Scheduler::new();
+        s.push_ready(Never);
+        let clock = || -> f64 { panic!("the clock was read") };
+        assert_eq!(s.poll_timeout(clock, false), Some(0.0));
+        assert_eq!(s.collect_due(clock), 1);
+        s.pop_ready();
+        assert_eq!(s.poll_timeout(clock, false), None);
     }
 }

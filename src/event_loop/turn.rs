@@ -97,12 +97,12 @@ impl LoopCore {
         let timeout = {
             let mut st = this.state.borrow_mut(py);
             let stopping = st.stopping;
-            st.scheduler.poll_timeout(clock::monotonic(), stopping)
+            st.scheduler.poll_timeout(clock::monotonic, stopping)
         };
         this.poll_io(py, timeout)?;
         let (ntodo, debug) = {
             let mut st = this.state.borrow_mut(py);
-            let end_time = clock::monotonic() + CLOCK_RESOLUTION;
+            let end_time = || clock::monotonic() + CLOCK_RESOLUTION;
             (st.scheduler.collect_due(end_time), st.debug)
         };
         for _ in 0..ntodo {
