@@ -1,5 +1,5 @@
 # make demo   set everything up, run the create_task demo on ferroloop and on asyncio
-# make test   set everything up, run cargo test, pytest, the lints and the conformance run
+# make test   set everything up, run cargo test, pytest, the lints and CPython's asyncio suite
 # make bench  set up a separate venv with uvloop and rloop, run the benchmarks (not part of test)
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test py-test bench-install bench bench-quick clean
+.PHONY: demo test build dev lint rust-test py-test conformance bench-install bench bench-quick clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,12 @@ lint: $(BIN)/.ready
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint rust-test py-test
+# CPython's own asyncio test-suite against ferroloop; fails on any failure not in
+# conformance/expected_failures.txt and on any listed test that passes.
+conformance: build
+	$(BIN)/python -m conformance.run
+
+test: lint rust-test py-test conformance
 
 $(BENCH_BIN)/.ready: benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)

@@ -19,6 +19,7 @@ import weakref
 from asyncio import base_events, coroutines, events
 
 from ._ferroloop import LoopCore
+from ._signals import SignalHandlersMixin
 
 __all__ = ("EventLoop",)
 
@@ -55,7 +56,7 @@ def _is_numeric_port(port) -> bool:
     return False
 
 
-class EventLoop(LoopCore, asyncio.AbstractEventLoop):
+class EventLoop(LoopCore, SignalHandlersMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling, timers and polling run in Rust."""
 
     def __init__(self) -> None:
@@ -68,6 +69,7 @@ class EventLoop(LoopCore, asyncio.AbstractEventLoop):
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._executor_shutdown_called = False
+        self._init_signals()
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self) -> str:
@@ -111,6 +113,8 @@ class EventLoop(LoopCore, asyncio.AbstractEventLoop):
             return
         if self._debug:
             logger.debug("Close %r", self)
+        self._remove_all_signal_handlers()
+        self._close_signal_socks()
         self._close_core()
         self._executor_shutdown_called = True
         executor = self._default_executor

@@ -171,6 +171,14 @@ impl LoopCore {
         LoopCore::schedule_soon(slf, callback, args, context, "call_soon")
     }
 
+    /// Queues an existing handle (a signal handler's) for the next turn, waking the loop.
+    fn _add_callback(slf: &Bound<'_, LoopCore>, handle: Py<Handle>) -> PyResult<()> {
+        let this = slf.get();
+        this.check_closed(slf.py())?;
+        this.state.borrow_mut(slf.py()).scheduler.push_ready(handle);
+        this.waker.wake().map_err(os_error)
+    }
+
     #[pyo3(signature = (callback, *args, context=None))]
     fn call_soon_threadsafe(
         slf: &Bound<'_, LoopCore>,

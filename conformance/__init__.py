@@ -1,0 +1,1 @@
+"""CPython's own asyncio test-suite, run against ferroloop (see run.py)."""
