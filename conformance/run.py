@@ -1,4 +1,4 @@
-"""CPython's asyncio test-suite against ferroloop: run, classify, compare with the expected failures.
+"""CPython's asyncio test-suite against ferroloop: run, classify, check against expected failures.
 
 Each module runs in child processes (`conformance.child`), one test at a time under a watchdog; a
 crash or hang costs only the test it happened in (recorded as crashed or hung, i.e. failed), and the

@@ -78,7 +78,9 @@ def test_several_loops_one_after_another(name):
     for i in range(3):
         loop = LOOP_FACTORIES[name]()
         seen = []
-        loop.add_signal_handler(signal.SIGUSR1, lambda i=i: (seen.append(i), loop.stop()))
+        loop.add_signal_handler(
+            signal.SIGUSR1, lambda lp=loop, s=seen, i=i: (s.append(i), lp.stop())
+        )
         guard = loop.call_later(10, loop.stop)
         loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
         loop.run_forever()

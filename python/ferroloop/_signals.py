@@ -1,5 +1,5 @@
-"""Signal handlers for the loop: `add_signal_handler` / `remove_signal_handler`, as on CPython's Unix
-loop. Python's own C-level handler writes the signal number to a wake-up socket; the loop reads it
+"""Signal handlers: `add_signal_handler` / `remove_signal_handler`, as on CPython's Unix loop.
+Python's own C-level handler writes the signal number to a wake-up socket; the loop reads it
 there and runs the registered callback as an ordinary callback of its next turn."""
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ class SignalHandlersMixin:
                 f"Closing the loop {self!r} on interpreter shutdown stage, "
                 "skipping signal handlers removal",
                 ResourceWarning,
+                stacklevel=2,
                 source=self,
             )
             self._signal_handlers.clear()
