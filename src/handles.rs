@@ -163,8 +163,10 @@ impl Handle {
         unsafe { ffi::PyObject_GC_IsTracked(handle.as_ptr()) != 0 }
     }
 
-    /// Visits what the handle references, on behalf of the queue that owns the handle.
+    /// Visits what the handle references: from its own `__traverse__`, or from the loop's on
+    /// behalf of a queued (untracked) handle.
     pub(crate) fn visit_referents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
         let Some(st) = self.state.try_borrow_for_gc() else {
             return Ok(());
         };
@@ -403,7 +405,6 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
         // The collector runs with the GIL held and never while a borrow is live (no borrow of a
         // handle spans an allocation); a busy cell is skipped rather than trusted.
         self.visit_referents(&visit)

@@ -341,3 +341,29 @@ def test_collections_while_many_callbacks_are_queued(loop):
     gc.collect()
     run_turns(loop)
     assert seen == list(range(5000))
+
+
+# The task below never runs: its coroutine is closed unstarted when the loop is collected.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
+    import gc
+    import warnings
+    import weakref
+
+    loop = loop_factory()
+
+    async def pending():
+        pass
+
+    loop.call_soon(print)
+    loop.call_later(100, print)
+    coro = pending()
+    task = loop.create_task(coro)
+    ref = weakref.ref(loop)
+    del loop, task
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+        gc.collect()
+    assert ref() is None
+    assert any("unclosed event loop" in str(w.message) for w in caught)

@@ -7,7 +7,8 @@
 //! would make every collection walk a million handles. So a handle made by `call_soon`,
 //! `call_later` or `call_at` is untracked while it sits in the scheduler, where exactly one slot
 //! owns it: the loop's `__traverse__` visits such a handle's references itself, on the handle's
-//! behalf. The moment the queue lets go of it (it ran, was dropped at close) or it is cancelled,
+//! behalf, the loop included, so that an unclosed loop dropped with callbacks still queued is
+//! collected (and warned about) as asyncio's is. The moment the queue lets go of it (it ran, was dropped at close) or it is cancelled,
 //! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
 //! which the loop holds in two places at once, are always tracked.
 
