@@ -367,3 +367,16 @@ def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
         gc.collect()
     assert ref() is None
     assert any("unclosed event loop" in str(w.message) for w in caught)
+
+
+def test_call_soon_argument_errors(loop):
+    with pytest.raises(
+        TypeError, match=r"call_soon\(\) missing 1 required positional argument: 'callback'"
+    ):
+        loop.call_soon()
+    with pytest.raises(TypeError, match=r"call_soon\(\) got an unexpected keyword argument 'ctx'"):
+        loop.call_soon(print, ctx=None)
+    seen = []
+    loop.call_soon(lambda *a: seen.append(a), 1, 2, 3, context=None)
+    run_turns(loop)
+    assert seen == [(1, 2, 3)]

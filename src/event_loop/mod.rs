@@ -12,6 +12,7 @@
 //! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
 //! which the loop holds in two places at once, are always tracked.
 
+mod fastcall;
 mod io;
 mod schedule;
 mod tasks;
@@ -65,6 +66,12 @@ fn release_queued(py: Python<'_>, queued: Vec<Py<Handle>>) {
     for handle in queued {
         Handle::leave_queue(handle.bind(py));
     }
+}
+
+/// Finishes the LoopCore type once PyO3 has made it: entry points that PyO3 cannot express as
+/// cheaply as CPython's own calling convention.
+pub(crate) fn finish_type(loop_type: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    fastcall::install(loop_type)
 }
 
 fn closed_error() -> PyErr {

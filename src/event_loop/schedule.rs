@@ -161,16 +161,6 @@ impl LoopCore {
         clock::monotonic()
     }
 
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, LoopCore>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<Py<PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        LoopCore::schedule_soon(slf, callback, args, context, "call_soon")
-    }
-
     /// Queues an existing handle (a signal handler's) for the next turn, waking the loop.
     fn _add_callback(slf: &Bound<'_, LoopCore>, handle: Py<Handle>) -> PyResult<()> {
         let this = slf.get();
