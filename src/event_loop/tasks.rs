@@ -1,7 +1,11 @@
 //! `create_task`, `create_future` and the task factory: tasks are CPython's own `asyncio.Task`.
 
 use pyo3::exceptions::PyTypeError;
+use std::ptr;
+
+use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::LoopCore;
@@ -20,6 +24,47 @@ fn set_task_name(task: &Bound<'_, PyAny>, name: &Bound<'_, PyAny>) -> PyResult<(
     match py.import("asyncio.tasks")?.getattr("_set_task_name") {
         Ok(helper) => helper.call1((task, name)).map(|_| ()),
         Err(_) => task.call_method1("set_name", (name,)).map(|_| ()),
+    }
+}
+
+/// The keyword names of `Task(coro, loop=..., [name=...], [context=...])`, made once per combination.
+fn keyword_names(py: Python<'_>, name: bool, context: bool) -> &Bound<'_, PyTuple> {
+    static NAMES: [PyOnceLock<Py<PyTuple>>; 4] = [const { PyOnceLock::new() }; 4];
+    let index = usize::from(name) | (usize::from(context) << 1);
+    NAMES[index]
+        .get_or_init(py, || {
+            let mut names = vec!["loop"];
+            if name {
+                names.push("name");
+            }
+            if context {
+                names.push("context");
+            }
+            PyTuple::new(py, names).expect("a tuple of str").unbind()
+        })
+        .bind(py)
+}
+
+/// `callable(*values[..npositional], **dict(zip(names, values[npositional..])))` without the
+/// dict. The values are borrowed pointers that the caller keeps alive for the call.
+fn vectorcall<'py>(
+    callable: &Bound<'py, PyAny>,
+    values: &[*mut ffi::PyObject],
+    npositional: usize,
+    names: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    debug_assert_eq!(values.len() - npositional, names.len());
+    // SAFETY: live borrowed references, and one keyword name per value after the positional ones.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            callable.py(),
+            ffi::PyObject_Vectorcall(
+                callable.as_ptr(),
+                values.as_ptr(),
+                npositional,
+                names.as_ptr(),
+            ),
+        )
     }
 }
 
@@ -44,6 +89,25 @@ impl LoopCore {
             .map(|f| f.clone_ref(py));
         let name = name.filter(|n| !n.is_none());
         let context = context.filter(|c| !c.is_none());
+        if factory.is_none() && kwargs.is_none() {
+            // The common case, called once per task: a vectorcall with keyword names, no dict.
+            // asyncio deletes its own create_task frame from a debug-mode task's creation stack;
+            // this create_task is native and leaves no frame, so nothing is deleted.
+            let task_type = pyobjects::task_type(py)?;
+            let mut values = [
+                coro.as_ptr(),
+                slf.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            ];
+            let mut len = 2;
+            for value in [name, context].into_iter().flatten() {
+                values[len] = value.as_ptr();
+                len += 1;
+            }
+            let names = keyword_names(py, name.is_some(), context.is_some());
+            return Ok(vectorcall(task_type.as_any(), &values[..len], 1, names)?.unbind());
+        }
         let extra = PyDict::new(py);
         if let Some(kwargs) = kwargs {
             if !forwards_all_kwargs(py) {
@@ -64,8 +128,6 @@ impl LoopCore {
                 if let Some(name) = name {
                     extra.set_item("name", name)?;
                 }
-                // asyncio deletes its own create_task frame from a debug-mode task's creation
-                // stack; this create_task is native and leaves no frame, so nothing is deleted.
                 pyobjects::task_type(py)?.call((coro,), Some(&extra))?
             }
             Some(factory) => {
@@ -90,9 +152,8 @@ impl LoopCore {
     fn create_future(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let future = pyobjects::future_type(py)?;
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("loop", slf)?;
-        Ok(future.call(PyTuple::empty(py), Some(&kwargs))?.unbind())
+        let names = keyword_names(py, false, false);
+        Ok(vectorcall(future.as_any(), &[slf.as_ptr()], 0, names)?.unbind())
     }
 
     fn set_task_factory(&self, py: Python<'_>, factory: Py<PyAny>) -> PyResult<()> {
