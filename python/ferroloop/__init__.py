@@ -37,7 +37,15 @@ def new_event_loop() -> EventLoop:
     return EventLoop()
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+# Python 3.14 deprecates the public policy names (policies go away in 3.16) and keeps the classes
+# under underscore names; use those where they exist so importing ferroloop warns about nothing.
+_DefaultPolicy = getattr(asyncio.unix_events, "_DefaultEventLoopPolicy", None) or (
+    asyncio.DefaultEventLoopPolicy
+)
+_set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
+
+
+class EventLoopPolicy(_DefaultPolicy):
     """An event loop policy whose loops are ferroloop loops."""
 
     def _loop_factory(self) -> EventLoop:  # type: ignore[override]
@@ -46,7 +54,7 @@ class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
 
 def install() -> None:
     """Makes ferroloop the loop of every later `asyncio.new_event_loop()` and `asyncio.run()`."""
-    asyncio.set_event_loop_policy(EventLoopPolicy())
+    _set_policy(EventLoopPolicy())
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
