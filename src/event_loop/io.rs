@@ -44,19 +44,8 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         let fd = fileobj_to_fd(fileobj)?;
-        this.check_closed(py)?;
-        let debug = this.debug(py);
-        let handle = Py::new(
-            py,
-            Handle::build(
-                py,
-                callback.clone().unbind(),
-                args.clone().unbind(),
-                slf.clone().into_any().unbind(),
-                None,
-                debug,
-            )?,
-        )?;
+        // asyncio runs no callback checks for fd callbacks, debug mode or not: no method name.
+        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, None, None)?)?;
         let replaced = {
             let mut st = this.state.borrow_mut(py);
             let st = &mut *st;

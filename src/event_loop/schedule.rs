@@ -54,7 +54,7 @@ impl LoopCore {
     }
 
     /// Checks shared by every scheduling method, then a new handle ready to queue.
-    fn new_handle(
+    pub(super) fn new_handle(
         slf: &Bound<'_, LoopCore>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
