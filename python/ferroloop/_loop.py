@@ -1,31 +1,32 @@
-"""ferroloop's event loop: the native core (`_ferroloop.LoopCore`) plus its per-loop Python face.
+"""ferroloop's event loop: the native core (`_ferroloop.LoopCore`) under asyncio's Unix loop.
 
-Everything that runs per callback, timer or I/O event is native. What runs once per loop or per
-call of a rare API lives here. Where the stdlib's own implementation of such a method is pure
-bookkeeping over public loop methods (async generator shutdown, executors, exception handler
-plumbing), the loop uses the stdlib's function itself, so messages and version-specific details
-(3.9 to 3.14) are CPython's to the letter.
+Everything that runs per callback, timer or I/O readiness event is native: scheduling, the timer
+heap, polling, one turn of the loop, `call_soon` and friends, `create_task`, the fd callbacks.
+`EventLoop` places that core in front of CPython's own `_UnixSelectorEventLoop` in the method
+resolution order, so what runs per connection or per call of a rarer API (address resolution,
+`create_connection`/`create_server`, transports and protocols, `sock_*`, pipes, subprocesses,
+signals, TLS, executors, async generators, exception handling) is CPython's code, with CPython's
+semantics and messages for the Python version at hand. The stdlib's selector is replaced by the
+native poller: `_add_reader` & co. are native, and `_selector` is a read-only view of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import selectors
 import socket
 import sys
 import threading
+import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events
+from asyncio import base_events, coroutines, events, unix_events
 
 from ._ferroloop import LoopCore
-from ._signals import SignalHandlersMixin
 
 __all__ = ("EventLoop",)
 
 logger = logging.getLogger("asyncio")
-
-_Base = base_events.BaseEventLoop
 
 
 def _is_numeric_host(host) -> bool:
@@ -56,11 +57,35 @@ def _is_numeric_port(port) -> bool:
     return False
 
 
-class EventLoop(LoopCore, SignalHandlersMixin, asyncio.AbstractEventLoop):
+class _SelectorView:
+    """What asyncio's transports read from `loop._selector` (their reprs ask whether the loop
+    polls an fd), answered from the native poller. Registration goes through the loop only."""
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fileobj) -> selectors.SelectorKey:
+        loop = self._loop()
+        key = loop._fd_key(fileobj) if loop is not None else None
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        mask, reader, writer = key
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        return selectors.SelectorKey(fileobj, fd, mask, (reader, writer))
+
+    def close(self) -> None:
+        """Nothing to release: the poller belongs to the loop."""
+
+
+class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     """An asyncio event loop whose scheduling, timers and polling run in Rust."""
 
     def __init__(self) -> None:
+        # The state BaseEventLoop.__init__ and the selector loops set up, minus what lives in the
+        # native core (ready queue, timer heap, poller, closed/stopping/debug flags).
         self._default_executor = None
+        self._internal_fds = 0
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._exception_handler = None
         self.slow_callback_duration = 0.1
         self._current_handle = None
@@ -69,22 +94,11 @@ class EventLoop(LoopCore, SignalHandlersMixin, asyncio.AbstractEventLoop):
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._executor_shutdown_called = False
-        self._init_signals()
+        self._selector = _SelectorView(self)
+        self._transports = weakref.WeakValueDictionary()
+        self._signal_handlers = {}
+        self._make_self_pipe()
         self.set_debug(coroutines._is_debug_mode())
-
-    def __repr__(self) -> str:
-        return (
-            f"<{self.__class__.__name__} running={self.is_running()} "
-            f"closed={self.is_closed()} debug={self.get_debug()}>"
-        )
-
-    def __del__(self, _warn=warnings.warn) -> None:
-        if not self.is_closed():
-            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
-            if not self.is_running():
-                self.close()
-
-    # Running and stopping.
 
     def run_forever(self) -> None:
         self._check_closed()
@@ -107,29 +121,34 @@ class EventLoop(LoopCore, SignalHandlersMixin, asyncio.AbstractEventLoop):
             sys.set_asyncgen_hooks(*old_agen_hooks)
 
     def close(self) -> None:
+        # BaseSelectorEventLoop.close, BaseEventLoop.close and _UnixSelectorEventLoop.close, in
+        # their order, with the native core in place of the ready queue, heap and selector.
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
         if self._debug:
             logger.debug("Close %r", self)
-        self._remove_all_signal_handlers()
-        self._close_signal_socks()
+        self._close_self_pipe()
         self._close_core()
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-    def _check_closed(self) -> None:
-        if self.is_closed():
-            raise RuntimeError("Event loop is closed")
-
-    def set_debug(self, enabled: bool) -> None:
-        self._debug = enabled
-        if self.is_running():
-            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+        self._selector = None
+        if not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            warnings.warn(
+                f"Closing the loop {self!r} on interpreter shutdown stage, "
+                "skipping signal handlers removal",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+            self._signal_handlers.clear()
 
     def _run_handle_debug(self, handle) -> None:
         """Runs one callback in debug mode: tracked as the current handle, timed, logged if slow."""
@@ -152,38 +171,12 @@ class EventLoop(LoopCore, SignalHandlersMixin, asyncio.AbstractEventLoop):
             return socket.getaddrinfo(
                 host, port, family, type, proto, flags | socket.AI_NUMERICHOST
             )
-        getaddr_func = self._getaddrinfo_debug if self._debug else socket.getaddrinfo
-        return await self.run_in_executor(
-            None, getaddr_func, host, port, family, type, proto, flags
+        return await super().getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
         )
 
     async def getnameinfo(self, sockaddr, flags=0):
         numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
         if flags & numeric == numeric:
             return socket.getnameinfo(sockaddr, flags)
-        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
-
-    # Per-loop bookkeeping shared with the stdlib loop (see the module docstring).
-
-    _check_running = _Base._check_running
-    _check_callback = _Base._check_callback
-    run_until_complete = _Base.run_until_complete
-    _set_coroutine_origin_tracking = _Base._set_coroutine_origin_tracking
-    _asyncgen_firstiter_hook = _Base._asyncgen_firstiter_hook
-    _asyncgen_finalizer_hook = _Base._asyncgen_finalizer_hook
-    shutdown_asyncgens = _Base.shutdown_asyncgens
-    shutdown_default_executor = _Base.shutdown_default_executor
-    run_in_executor = _Base.run_in_executor
-    set_default_executor = _Base.set_default_executor
-    _getaddrinfo_debug = _Base._getaddrinfo_debug
-    get_exception_handler = _Base.get_exception_handler
-    set_exception_handler = _Base.set_exception_handler
-    default_exception_handler = _Base.default_exception_handler
-    call_exception_handler = _Base.call_exception_handler
-
-
-for _name in ("_check_default_executor", "_do_shutdown"):
-    # Helpers of the methods above that exist only in some Python versions.
-    if hasattr(_Base, _name):
-        setattr(EventLoop, _name, getattr(_Base, _name))
-del _name
+        return await super().getnameinfo(sockaddr, flags)

@@ -1,4 +1,5 @@
-//! `add_reader`, `remove_reader`, `add_writer`, `remove_writer`: level-triggered fd callbacks.
+//! `_add_reader`, `_remove_reader`, `_add_writer`, `_remove_writer`: level-triggered fd callbacks.
+//! The public `add_reader` & co. are asyncio's own (they first check that no transport owns the fd).
 
 use std::os::fd::RawFd;
 
@@ -9,6 +10,9 @@ use pyo3::types::{PyInt, PyTuple};
 use super::{FdCallbacks, LoopCore};
 use crate::errors::os_error;
 use crate::handles::Handle;
+
+/// A selector key's events mask (EVENT_READ 1, EVENT_WRITE 2), reader and writer.
+type SelectorKey = (u8, Option<Py<Handle>>, Option<Py<Handle>>);
 
 /// An fd from an int or an object with `fileno()`, with `selectors`' errors for bad ones.
 pub(crate) fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
@@ -111,7 +115,7 @@ impl LoopCore {
 #[pymethods]
 impl LoopCore {
     #[pyo3(signature = (fd, callback, *args))]
-    fn add_reader(
+    fn _add_reader(
         slf: &Bound<'_, LoopCore>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
@@ -121,7 +125,7 @@ impl LoopCore {
     }
 
     #[pyo3(signature = (fd, callback, *args))]
-    fn add_writer(
+    fn _add_writer(
         slf: &Bound<'_, LoopCore>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
@@ -130,13 +134,27 @@ impl LoopCore {
         LoopCore::add_fd_callback(slf, fd, callback, args, false)
     }
 
-    fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         let fd = fileobj_to_fd(fd)?;
         self.remove_fd_callback(py, fd, true)
     }
 
-    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         let fd = fileobj_to_fd(fd)?;
         self.remove_fd_callback(py, fd, false)
+    }
+
+    /// What the loop watches `fd` for, as a selector key would say it: (events mask, reader
+    /// handle, writer handle), or None. Transports' reprs read it through `loop._selector`.
+    fn _fd_key(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<SelectorKey>> {
+        let fd = fileobj_to_fd(fd)?;
+        let st = self.state.borrow(py);
+        Ok(st.fd_callbacks.get(&fd).map(|cbs| {
+            let reader = cbs.reader.as_ref().map(|h| h.clone_ref(py));
+            let writer = cbs.writer.as_ref().map(|h| h.clone_ref(py));
+            // selectors.EVENT_READ is 1, EVENT_WRITE is 2.
+            let mask = u8::from(reader.is_some()) | (u8::from(writer.is_some()) << 1);
+            (mask, reader, writer)
+        }))
     }
 }

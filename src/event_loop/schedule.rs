@@ -161,12 +161,27 @@ impl LoopCore {
         clock::monotonic()
     }
 
-    /// Queues an existing handle (a signal handler's) for the next turn, waking the loop.
-    fn _add_callback(slf: &Bound<'_, LoopCore>, handle: Py<Handle>) -> PyResult<()> {
-        let this = slf.get();
-        this.check_closed(slf.py())?;
-        this.state.borrow_mut(slf.py()).scheduler.push_ready(handle);
-        this.waker.wake().map_err(os_error)
+    /// Queues an existing handle for the next turn (asyncio's `_add_callback`, which its signal
+    /// handling uses). A handle of another class (asyncio's own) is run through its `_run`.
+    fn _add_callback(slf: &Bound<'_, LoopCore>, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let handle = match handle.cast::<Handle>() {
+            Ok(ours) => ours.clone().unbind(),
+            Err(_) => {
+                if handle.getattr("_cancelled")?.is_truthy()? {
+                    return Ok(());
+                }
+                let run = handle.getattr("_run")?;
+                Py::new(
+                    py,
+                    LoopCore::new_handle(slf, &run, &PyTuple::empty(py), None, None)?,
+                )?
+            }
+        };
+        if !handle.get().cancelled() {
+            slf.get().state.borrow_mut(py).scheduler.push_ready(handle);
+        }
+        Ok(())
     }
 
     #[pyo3(signature = (callback, *args, context=None))]

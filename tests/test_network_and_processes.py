@@ -1,0 +1,196 @@
+"""Streams, servers, Unix sockets, UDP, pipes and subprocesses, on asyncio and ferroloop alike.
+
+On ferroloop these run CPython's own transports and protocols over the native poller and
+scheduler; the assertions are the same for both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import pytest
+
+
+async def _echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+def test_tcp_echo_of_10_mb_in_odd_chunks(loop):
+    payload = os.urandom(10 * 1024 * 1024)
+
+    async def main():
+        server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert isinstance(writer.transport, asyncio.Transport)
+
+        async def send():
+            view, i, step = memoryview(payload), 0, 1
+            while i < len(view):
+                writer.write(view[i : i + step])
+                i += step
+                step = step * 7 % 65521 + 1  # odd, varying chunk sizes
+                await writer.drain()
+            writer.write_eof()
+
+        received = bytearray()
+
+        async def receive():
+            while data := await reader.read(1 << 20):
+                received.extend(data)
+
+        await asyncio.gather(send(), receive())
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)  # let the server's handler see EOF and finish
+        server.close()
+        await server.wait_closed()
+        return bytes(received)
+
+    assert loop.run_until_complete(main()) == payload
+
+
+def test_close_delivers_eof_to_the_peer(loop):
+    async def main():
+        got = loop.create_future()
+
+        async def on_client(reader, writer):
+            got.set_result(await reader.read())
+            writer.close()
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"last words")
+        writer.close()
+        await writer.wait_closed()
+        data = await asyncio.wait_for(got, 10)
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert loop.run_until_complete(main()) == b"last words"
+
+
+def test_unix_socket_echo(loop, tmp_path):
+    path = str(tmp_path / "sock")
+
+    async def main():
+        server = await asyncio.start_unix_server(_echo, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"ping")
+        data = await reader.readexactly(4)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)  # let the server's handler see EOF and finish
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert loop.run_until_complete(main()) == b"ping"
+
+
+def test_udp_ping_pong(loop):
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data.upper(), addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.reply = loop.create_future()
+
+        def datagram_received(self, data, addr):
+            self.reply.set_result(data)
+
+    async def main():
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        addr = server.get_extra_info("sockname")
+        client, proto = await loop.create_datagram_endpoint(Client, remote_addr=addr)
+        client.sendto(b"ping")
+        reply = await asyncio.wait_for(proto.reply, 10)
+        client.close()
+        server.close()
+        return reply
+
+    assert loop.run_until_complete(main()) == b"PING"
+
+
+def test_sock_operations(loop):
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        client = socket.socket()
+        client.setblocking(False)
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        await loop.sock_connect(client, listener.getsockname())
+        conn, _ = await accept
+        conn.setblocking(False)
+        await loop.sock_sendall(client, b"x" * 100_000)
+        received = b""
+        while len(received) < 100_000:
+            received += await loop.sock_recv(conn, 65536)
+        for s in (client, conn, listener):
+            s.close()
+        return len(received)
+
+    assert loop.run_until_complete(main()) == 100_000
+
+
+def test_subprocess_cat_round_trip(loop):
+    data = os.urandom(1024 * 1024)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate(data)
+        return out, proc.returncode
+
+    assert loop.run_until_complete(main()) == (data, 0)
+
+
+@pytest.mark.parametrize("how, code", [("kill", -signal.SIGKILL), ("terminate", -signal.SIGTERM)])
+def test_subprocess_kill_and_terminate(loop, how, code):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(30)"
+        )
+        getattr(proc, how)()
+        return await asyncio.wait_for(proc.wait(), 20)
+
+    assert loop.run_until_complete(main()) == code
+
+
+def test_many_short_lived_processes(loop):
+    async def main():
+        procs = [await asyncio.create_subprocess_exec("true") for _ in range(50)]
+        return await asyncio.gather(*(p.wait() for p in procs))
+
+    assert loop.run_until_complete(main()) == [0] * 50
+
+
+def test_fd_used_by_a_transport_cannot_be_watched(loop):
+    async def main():
+        server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        fd = writer.transport.get_extra_info("socket").fileno()
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.add_reader(fd, print)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)  # let the server's handler see EOF and finish
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
