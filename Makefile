@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test py-test conformance bench-install bench bench-quick clean
+.PHONY: demo test build dev lint rust-test loadgen py-test conformance bench-install bench bench-quick clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,19 @@ demo: build
 rust-test:
 	cargo test --lib
 
-py-test: build
+# The benchmarks' echo load client (std only; builds in seconds).
+LOADGEN := benchmarks/loadgen/target/release/ferroloop-loadgen
+loadgen:
+	cargo build -q --release --manifest-path benchmarks/loadgen/Cargo.toml
+
+py-test: build loadgen
 	$(BIN)/pytest -q tests
 
 lint: $(BIN)/.ready
 	cargo fmt --check
+	cargo fmt --check --manifest-path benchmarks/loadgen/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -q --release --manifest-path benchmarks/loadgen/Cargo.toml -- -D warnings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -61,7 +68,7 @@ bench-install: $(BENCH_BIN)/.ready
 	$(BENCH_BIN)/maturin build -q --release -i $(BENCH_BIN)/python -o target/wheels
 	$(BENCH_BIN)/pip install -q --force-reinstall --no-deps target/wheels/*.whl
 
-bench: bench-install
+bench: bench-install loadgen
 	$(BENCH_BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: BENCH_ARGS = --quick

@@ -1,5 +1,5 @@
 """Benchmark workloads, by name. Each module contributes a WORKLOADS dict."""
 
-from . import core
+from . import core, network
 
-ALL = {**core.WORKLOADS}
+ALL = {**core.WORKLOADS, **network.WORKLOADS}

@@ -13,6 +13,8 @@ class Workload:
     size: int
     quick_size: int
     unit: str = "op"
+    # The size `make test`'s smoke run uses, to keep the workload from rotting (not a measurement).
+    smoke_size: int = 1000
     # "time" (ops per second, higher is better) or "memory" (MiB, lower is better).
     metric: str = "time"
     # Loops that lack the feature the workload needs, with the reason.

@@ -1,0 +1,43 @@
+"""Every benchmark workload runs once, at a tiny size, on ferroloop: it keeps the benchmarks from
+rotting. Not a measurement: `make bench` measures, in fresh processes, against the other loops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from workloads import ALL  # noqa: E402
+from workloads.network import LOADGEN  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_workload_runs_on_ferroloop(name):
+    workload = ALL[name]
+    if name.startswith("TCP") and not LOADGEN.exists():
+        pytest.skip("the load client is not built (make loadgen)")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "worker.py"),
+            "--loop",
+            "ferroloop",
+            "--workload",
+            name,
+            "--size",
+            str(workload.smoke_size),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["loop_type"] == "ferroloop._loop.EventLoop"
+    assert result["ops"] > 0
