@@ -97,7 +97,10 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         self._selector = _SelectorView(self)
         self._transports = weakref.WeakValueDictionary()
         self._signal_handlers = {}
-        self._make_self_pipe()
+        # The self-pipe only carries signal numbers here (call_soon_threadsafe has the native
+        # waker), so it is made with the first signal handler: a loop that watches no fd skips
+        # the zero-timeout poll of a busy turn, and an fd of its own would prevent that.
+        self._ssock = self._csock = None
         self.set_debug(coroutines._is_debug_mode())
 
     def run_forever(self) -> None:
@@ -129,7 +132,8 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             return
         if self._debug:
             logger.debug("Close %r", self)
-        self._close_self_pipe()
+        if self._ssock is not None:
+            self._close_self_pipe()
         self._close_core()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -149,6 +153,11 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
                 source=self,
             )
             self._signal_handlers.clear()
+
+    def add_signal_handler(self, sig, callback, *args) -> None:
+        if self._ssock is None and not self.is_closed():
+            self._make_self_pipe()
+        super().add_signal_handler(sig, callback, *args)
 
     def _run_handle_debug(self, handle) -> None:
         """Runs one callback in debug mode: tracked as the current handle, timed, logged if slow."""
