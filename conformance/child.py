@@ -106,7 +106,7 @@ def collect(module_name: str) -> list[unittest.TestCase]:
     return tests
 
 
-def check_loop_under_test(module_name: str, tests) -> None:
+def check_loop_under_test(module_name: str) -> None:
     """The loop these tests get must be ferroloop's: fail the module loudly otherwise."""
     spec = BY_NAME[module_name]
     if spec.bindings:
@@ -201,7 +201,7 @@ def main() -> None:
             for test in tests:
                 out.write(json.dumps({"test": test.id()}) + "\n")
             return
-        check_loop_under_test(args.module, tests)
+        check_loop_under_test(args.module)
         if args.after:
             ids = [t.id() for t in tests]
             tests = tests[ids.index(args.after) + 1 :] if args.after in ids else []

@@ -21,7 +21,7 @@ class Binding:
     base: str
     # The method the mixin calls to make its loop.
     factory: str
-    # Extra class attributes, by name (e.g. a setUp that makes the loop).
+    # The mixin expects setUp to have made self.loop (SubprocessMixin) rather than asking for one.
     setup_loop_in_setup: bool = False
 
 
