@@ -194,3 +194,23 @@ def test_fd_used_by_a_transport_cannot_be_watched(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_child_exits_are_watched_without_a_thread_per_child():
+    # Python 3.11's default child watcher starts a thread per child; ferroloop watches pidfds.
+    import threading
+
+    import ferroloop
+    from ferroloop._loop import _PIDFDS_WORK
+
+    if not _PIDFDS_WORK:
+        pytest.skip("no pidfd support here: asyncio's child watcher is used instead")
+
+    async def main():
+        before = threading.active_count()
+        procs = [await asyncio.create_subprocess_exec("sleep", "0.2") for _ in range(20)]
+        during = threading.active_count()
+        codes = await asyncio.gather(*(p.wait() for p in procs))
+        return during - before, codes
+
+    assert ferroloop.run(main()) == (0, [0] * 20)

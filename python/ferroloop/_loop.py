@@ -13,6 +13,7 @@ native poller: `_add_reader` & co. are native, and `_selector` is a read-only vi
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import socket
 import sys
@@ -27,6 +28,20 @@ from ._ferroloop import LoopCore
 __all__ = ("EventLoop",)
 
 logger = logging.getLogger("asyncio")
+
+
+def _pidfds_work() -> bool:
+    """Whether this kernel and Python can watch a child on a pidfd (Linux 5.3+, Python 3.9+)."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+_PIDFDS_WORK = _pidfds_work()
 
 
 def _is_numeric_host(host) -> bool:
@@ -158,6 +173,65 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if self._ssock is None and not self.is_closed():
             self._make_self_pipe()
         super().add_signal_handler(sig, callback, *args)
+
+    # Subprocesses: the loop watches each child's exit on a pidfd, like any other fd, instead of
+    # the per-child thread of Python 3.11's default child watcher. Without pidfds, or when the
+    # program installed another kind of child watcher (asyncio.set_child_watcher, Python 3.8-3.13),
+    # asyncio's watcher path does it, as on CPython's loop. The default ThreadedChildWatcher,
+    # which asyncio creates on first use, is not a choice the program made: pidfds replace it.
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
+        default_watcher = getattr(unix_events, "ThreadedChildWatcher", None)
+        if not _PIDFDS_WORK or (watcher is not None and type(watcher) is not default_watcher):
+            return await super()._make_subprocess_transport(
+                protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
+            )
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self,
+            protocol,
+            args,
+            shell,
+            stdin,
+            stdout,
+            stderr,
+            bufsize,
+            waiter=waiter,
+            extra=extra,
+            **kwargs,
+        )
+        self._watch_child_exit(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child_exit(self, pid: int, transp) -> None:
+        pidfd = os.pidfd_open(pid)
+        self._add_reader(pidfd, self._child_exited, pidfd, pid, transp)
+
+    def _child_exited(self, pidfd: int, pid: int, transp) -> None:
+        self._remove_reader(pidfd)
+        os.close(pidfd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            # Reaped elsewhere (a waitpid() outside asyncio): asyncio reports 255 then.
+            returncode = 255
+            logger.warning(
+                "child process pid %d exit status already read:  will report returncode 255", pid
+            )
+        else:
+            returncode = os.waitstatus_to_exitcode(status)
+        self._child_watcher_callback(pid, returncode, transp)
 
     def _run_handle_debug(self, handle) -> None:
         """Runs one callback in debug mode: tracked as the current handle, timed, logged if slow."""
