@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    core::fork::install();
     m.add_class::<event_loop::LoopCore>()?;
     event_loop::finish_type(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handles::Handle>()?;

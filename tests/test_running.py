@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import signal
 import socket
 import subprocess
@@ -246,3 +247,37 @@ def test_ctrl_c_cancels_the_main_task(loop_name):
     out, _ = proc.communicate(timeout=30)
     assert out.splitlines() == ["main task cancelled", "KeyboardInterrupt"]
     assert proc.returncode == 0
+
+
+def test_forked_child_cannot_run_or_disturb_the_parents_loop():
+    # The epoll instance and eventfd are shared with a forked child: ferroloop refuses to run an
+    # inherited loop in the child, and removing its fds there leaves the parent's watch set alone.
+    loop = ferroloop.new_event_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    seen = []
+    loop.add_reader(a, lambda: (seen.append(a.recv(10)), loop.stop()))
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, never return into pytest
+        code = 1
+        try:
+            coro = asyncio.sleep(0)
+            try:
+                loop.run_until_complete(coro)
+            except RuntimeError as e:
+                code = 0 if "before fork()" in str(e) else 2
+            coro.close()
+            loop.remove_reader(a)
+            loop.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    guard = loop.call_later(10, loop.stop)
+    b.send(b"x")
+    loop.run_forever()
+    guard.cancel()
+    loop.close()
+    a.close()
+    b.close()
+    assert seen == [b"x"]

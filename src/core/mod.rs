@@ -1,10 +1,11 @@
-//! The Python-free heart of the loop: clock, ready queue, timer heap, poller and waker.
+//! The Python-free heart of the loop: clock, ready queue, timer heap, poller, waker, fork guard.
 //!
 //! Nothing here knows about Python. The PyO3 layer (`crate::event_loop`) stores its handles in these
 //! structures and drives one turn of the loop with them, the way asyncio's `BaseEventLoop._run_once`
 //! drives its `_ready` deque, `_scheduled` heap and selector.
 
 pub mod clock;
+pub mod fork;
 pub mod poller;
 pub mod scheduler;
 pub mod timers;

@@ -48,6 +48,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         let fd = fileobj_to_fd(fileobj)?;
+        this.check_not_inherited()?;
         // asyncio runs no callback checks for fd callbacks, debug mode or not: no method name.
         let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, None, None)?)?;
         let replaced = {
@@ -99,7 +100,10 @@ impl LoopCore {
             if !read && !write {
                 st.fd_callbacks.remove(&fd);
             }
-            st.interests.set(fd, read, write).map_err(os_error)?;
+            // In a forked child the epoll set is the parent's: only the bookkeeping changes.
+            if !self.is_inherited_through_fork() {
+                st.interests.set(fd, read, write).map_err(os_error)?;
+            }
             removed
         };
         match removed {

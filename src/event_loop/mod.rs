@@ -26,6 +26,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::core::fork;
 use crate::core::poller::{self, Interests, LoopWaker, Poller, Readiness};
 use crate::core::scheduler::Scheduler;
 use crate::errors::os_error;
@@ -59,6 +60,8 @@ pub struct LoopCore {
     /// Only the thread running the loop blocks on it; the lock is never contended.
     poller: Mutex<Poller>,
     waker: LoopWaker,
+    /// The fork generation the loop was made in (see `core::fork`).
+    fork_generation: u64,
 }
 
 /// Lets go of handles taken out of the scheduler without running them.
@@ -85,6 +88,21 @@ impl LoopCore {
 
     pub(crate) fn timer_handle_cancelled(&self, py: Python<'_>) {
         self.state.borrow_mut(py).scheduler.timer_cancelled();
+    }
+
+    /// True in a process forked after the loop was made: its poller and waker belong to the
+    /// parent, so the loop must neither run nor touch them.
+    pub(crate) fn is_inherited_through_fork(&self) -> bool {
+        self.fork_generation != fork::generation()
+    }
+
+    pub(crate) fn check_not_inherited(&self) -> PyResult<()> {
+        if self.is_inherited_through_fork() {
+            return Err(PyRuntimeError::new_err(
+                "this event loop was created before fork() and belongs to the parent process",
+            ));
+        }
+        Ok(())
     }
 
     fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
@@ -118,6 +136,7 @@ impl LoopCore {
             }),
             poller: Mutex::new(poller),
             waker,
+            fork_generation: fork::generation(),
         })
     }
 
@@ -230,9 +249,12 @@ impl LoopCore {
             let mut st = self.state.borrow_mut(py);
             st.closed = true;
             let queued = st.scheduler.clear();
-            let fds: Vec<RawFd> = st.interests.watched_fds();
-            for fd in fds {
-                let _ = st.interests.set(fd, false, false);
+            // In a forked child the epoll set is the parent's: leave it alone.
+            if !self.is_inherited_through_fork() {
+                let fds: Vec<RawFd> = st.interests.watched_fds();
+                for fd in fds {
+                    let _ = st.interests.set(fd, false, false);
+                }
             }
             let callbacks = std::mem::take(&mut st.fd_callbacks);
             (queued, callbacks)

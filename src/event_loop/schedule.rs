@@ -192,7 +192,10 @@ impl LoopCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let handle = LoopCore::schedule_soon(slf, callback, args, context, "call_soon_threadsafe")?;
-        slf.get().waker.wake().map_err(os_error)?;
+        // A forked child must not wake the parent's loop through the inherited eventfd.
+        if !slf.get().is_inherited_through_fork() {
+            slf.get().waker.wake().map_err(os_error)?;
+        }
         Ok(handle)
     }
 

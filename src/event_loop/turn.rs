@@ -94,6 +94,7 @@ impl LoopCore {
     fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        this.check_not_inherited()?;
         let timeout = {
             let mut st = this.state.borrow_mut(py);
             let stopping = st.stopping;
