@@ -146,8 +146,8 @@ def test_sock_operations(loop):
     assert loop.run_until_complete(main()) == 100_000
 
 
-def test_subprocess_cat_round_trip(loop):
-    data = os.urandom(1024 * 1024)
+def test_subprocess_cat_round_trip_of_10_mb(loop):
+    data = os.urandom(10 * 1024 * 1024)
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
@@ -171,12 +171,49 @@ def test_subprocess_kill_and_terminate(loop, how, code):
     assert loop.run_until_complete(main()) == code
 
 
-def test_many_short_lived_processes(loop):
-    async def main():
-        procs = [await asyncio.create_subprocess_exec("true") for _ in range(50)]
-        return await asyncio.gather(*(p.wait() for p in procs))
+def test_a_hundred_short_lived_processes_at_once(loop):
+    async def run(i):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", f"print({i})", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        return int(out), proc.returncode
 
-    assert loop.run_until_complete(main()) == [0] * 50
+    async def main():
+        return await asyncio.gather(*(run(i) for i in range(100)))
+
+    assert loop.run_until_complete(main()) == [(i, 0) for i in range(100)]
+
+
+def test_child_that_closes_its_stdout_early(loop):
+    code = (
+        "import os, sys, time; sys.stdout.write('bye'); sys.stdout.flush(); "
+        "os.close(1); time.sleep(0.2)"
+    )
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+        )
+        data = await proc.stdout.read()
+        return data, await proc.wait()
+
+    assert loop.run_until_complete(main()) == (b"bye", 0)
+
+
+def test_child_that_outlives_its_pipes(loop):
+    # The child closes its stdout and keeps running: EOF arrives first, the exit code later.
+    code = "import os, time; os.close(1); time.sleep(0.3)"
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+        )
+        assert await proc.stdout.read() == b""
+        assert proc.returncode is None
+        return await asyncio.wait_for(proc.wait(), 20)
+
+    assert loop.run_until_complete(main()) == 0
 
 
 def test_fd_used_by_a_transport_cannot_be_watched(loop):

@@ -1,5 +1,5 @@
 """Benchmark workloads, by name. Each module contributes a WORKLOADS dict."""
 
-from . import core, network
+from . import core, network, processes
 
-ALL = {**core.WORKLOADS, **network.WORKLOADS}
+ALL = {**core.WORKLOADS, **network.WORKLOADS, **processes.WORKLOADS}
