@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test loadgen py-test conformance bench-install bench bench-quick clean
+.PHONY: demo test build dev lint rust-test loadgen wrk py-test conformance bench-install bench bench-quick clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +68,11 @@ bench-install: $(BENCH_BIN)/.ready
 	$(BENCH_BIN)/maturin build -q --release -i $(BENCH_BIN)/python -o target/wheels
 	$(BENCH_BIN)/pip install -q --force-reinstall --no-deps target/wheels/*.whl
 
-bench: bench-install loadgen
+# wrk loads the HTTP row; it comes from Debian's packages.
+wrk:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+bench: bench-install loadgen wrk
 	$(BENCH_BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: BENCH_ARGS = --quick

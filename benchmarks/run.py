@@ -147,6 +147,21 @@ def markdown(results: dict, header: dict) -> str:
             + " | ".join("–" if r is None else f"{r:.2f}x" for r in rs)
             + " |"
         )
+    ceiling_rows = [(n, e) for n, e in results.items() if "ceiling" in e]
+    if ceiling_rows:
+        lines += [
+            "",
+            "The ceiling: the same client against a pure-Rust mio echo server",
+            "(benchmarks/loadgen), and ferroloop's share of it.",
+            "",
+            "| workload | mio server | ferroloop | ferroloop's share |",
+            "|---|---|---|---|",
+        ]
+        for name, entry in ceiling_rows:
+            ferro = entry["summary"].get("ferroloop", {}).get("median")
+            share = f"{100 * ferro / entry['ceiling']:.0f}%" if ferro else "–"
+            shown = fmt_value(ferro, "time") if ferro else "–"
+            lines.append(f"| {name} | {fmt_value(entry['ceiling'], 'time')} | {shown} | {share} |")
     lines += ["", "Geometric mean of ferroloop's ratio over every row:", ""]
     for base in ("asyncio", "uvloop", "rloop"):
         rs = [ratio(e["summary"], "ferroloop", base, e["metric"]) for e in results.values()]
@@ -221,6 +236,9 @@ def main() -> None:
                     runs[loop].append({"error": "timed out"})
         summary = summarize(runs, workload.metric)
         results[name] = {"metric": workload.metric, "size": size, "summary": summary, "runs": runs}
+        if workload.ceiling is not None:
+            ceilings = [workload.ceiling(size) for _ in range(reps)]
+            results[name]["ceiling"] = statistics.median(ceilings)
         cells = ", ".join(
             f"{lp}={fmt_value(s['median'], workload.metric)}"
             if "median" in s

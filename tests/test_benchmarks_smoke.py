@@ -4,6 +4,7 @@ rotting. Not a measurement: `make bench` measures, in fresh processes, against t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,10 @@ from workloads.network import LOADGEN  # noqa: E402
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_workload_runs_on_ferroloop(name):
     workload = ALL[name]
-    if name.startswith("TCP") and not LOADGEN.exists():
+    if name.startswith(("TCP", "UDP")) and not LOADGEN.exists():
         pytest.skip("the load client is not built (make loadgen)")
+    if "wrk" in name and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (make bench installs it from Debian's packages)")
     out = subprocess.run(
         [
             sys.executable,

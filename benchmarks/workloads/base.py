@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 
 @dataclass(frozen=True)
@@ -19,4 +19,5 @@ class Workload:
     metric: str = "time"
     # Loops that lack the feature the workload needs, with the reason.
     unsupported: dict[str, str] | None = None
-    extra: dict[str, Any] | None = None
+    # The same load against the pure-Rust mio echo server: the ceiling, in operations per second.
+    ceiling: Callable[[int], float] | None = None

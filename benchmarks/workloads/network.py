@@ -1,14 +1,19 @@
-"""Network workloads: an echo server on the loop under test, loaded by one external client.
+"""Network workloads: a server on the loop under test, loaded by one external client.
 
-The client is `benchmarks/loadgen` (Rust, one blocking thread per connection), the same binary for
-every loop, in its own process: the server is what is measured. The workload's size is the load's
-duration in milliseconds; the result is echo round trips.
+The clients are `benchmarks/loadgen` (Rust, one blocking thread per connection) and wrk for HTTP,
+the same binaries for every loop, in their own processes: the server is what is measured. For the
+echo rows, the same client against loadgen's pure-Rust mio echo server gives the ceiling. Sizes
+are load durations in milliseconds, except for the bulk row (MiB).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 from .base import Workload
@@ -19,30 +24,55 @@ LOADGEN = (
 CONNECTIONS = 4
 
 
-async def _load(port: int, size: int, duration_ms: int) -> int:
+def _client_args(mode: str, port: int, size: int, amount: int) -> list[str]:
     if not LOADGEN.exists():
         raise SystemExit(f"{LOADGEN} is missing: `make bench` builds it")
+    addr = f"127.0.0.1:{port}"
+    if mode == "bulk":
+        return [str(LOADGEN), "bulk", addr, str(amount)]
+    return [str(LOADGEN), mode, addr, str(CONNECTIONS), str(size), str(amount / 1000)]
+
+
+def _result(mode: str, out: bytes) -> int:
+    report = json.loads(out)
+    return report["bytes"] >> 20 if mode == "bulk" else report["round_trips"]
+
+
+async def _load(mode: str, port: int, size: int, amount: int) -> int:
     proc = await asyncio.create_subprocess_exec(
-        str(LOADGEN),
-        "tcp",
-        f"127.0.0.1:{port}",
-        str(CONNECTIONS),
-        str(size),
-        str(duration_ms / 1000),
-        stdout=asyncio.subprocess.PIPE,
+        *_client_args(mode, port, size, amount), stdout=asyncio.subprocess.PIPE
     )
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"loadgen failed with exit code {proc.returncode}")
-    return json.loads(out)["round_trips"]
+    return _result(mode, out)
 
 
-async def _serve_and_load(server, size: int, duration_ms: int) -> int:
+async def _serve_and_load(server, size: int, amount: int, mode: str = "tcp") -> int:
     port = server.sockets[0].getsockname()[1]
     try:
-        return await _load(port, size, duration_ms)
+        return await _load(mode, port, size, amount)
     finally:
         server.close()
+
+
+def _mio_ceiling(mode: str, size: int):
+    """The same client against loadgen's pure-Rust echo server, in operations per second."""
+
+    def measure(amount: int) -> float:
+        server = subprocess.Popen([str(LOADGEN), "serve", "127.0.0.1:0"], stdout=subprocess.PIPE)
+        try:
+            port = json.loads(server.stdout.readline())["port"]
+            start = time.perf_counter()
+            out = subprocess.run(
+                _client_args(mode, port, size, amount), capture_output=True, check=True
+            ).stdout
+            return _result(mode, out) / (time.perf_counter() - start)
+        finally:
+            server.kill()
+            server.wait()
+
+    return measure
 
 
 async def _stream_handler(reader, writer):
@@ -76,12 +106,75 @@ class _EchoBufferedProtocol(asyncio.BufferedProtocol):
         self.transport.write(self.view[:nbytes])
 
 
-def _streams(size: int):
-    async def body(duration_ms: int) -> int:
+def _streams(size: int, mode: str = "tcp"):
+    async def body(amount: int) -> int:
         server = await asyncio.start_server(_stream_handler, "127.0.0.1", 0)
-        return await _serve_and_load(server, size, duration_ms)
+        return await _serve_and_load(server, size, amount, mode)
 
     return body
+
+
+class _UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+async def _udp_ping_pong(duration_ms: int) -> int:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=("127.0.0.1", 0))
+    try:
+        return await _load("udp", transport.get_extra_info("sockname")[1], 64, duration_ms)
+    finally:
+        transport.close()
+
+
+_HTTP_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+    b"Connection: keep-alive\r\n\r\nHello, world!"
+)
+
+
+class _HttpHello(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 server that answers every request head with the same response."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data):
+        self.buffer += data
+        requests = self.buffer.count(b"\r\n\r\n")
+        if requests:
+            self.buffer = self.buffer[self.buffer.rfind(b"\r\n\r\n") + 4 :]
+            self.transport.write(_HTTP_RESPONSE * requests)
+
+
+async def _http_hello(duration_ms: int) -> int:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: `make bench` installs it")
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_HttpHello, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            wrk,
+            "-t1",
+            "-c16",
+            f"-d{max(1, round(duration_ms / 1000))}s",
+            f"http://127.0.0.1:{port}/",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+    finally:
+        server.close()
+    match = re.search(rb"(\d+) requests in", out)
+    if proc.returncode != 0 or match is None or b"Non-2xx" in out:
+        raise SystemExit(f"wrk failed: {out.decode(errors='replace')[-300:]}")
+    return int(match.group(1))
 
 
 def _protocol(factory, size: int):
@@ -93,15 +186,23 @@ def _protocol(factory, size: int):
     return body
 
 
-def _echo(body) -> Workload:
-    # Sizes are load durations in milliseconds.
-    return Workload(body, 3000, 1500, "round trip", smoke_size=200)
+def _echo(body, size: int) -> Workload:
+    return Workload(
+        body, 3000, 1500, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
+    )
 
 
 WORKLOADS = {
-    "TCP echo 1 KiB, streams": _echo(_streams(1024)),
-    "TCP echo 10 KiB, streams": _echo(_streams(10 * 1024)),
-    "TCP echo 100 KiB, streams": _echo(_streams(100 * 1024)),
-    "TCP echo 1 KiB, Protocol": _echo(_protocol(_EchoProtocol, 1024)),
-    "TCP echo 1 KiB, BufferedProtocol": _echo(_protocol(_EchoBufferedProtocol, 1024)),
+    "TCP echo 1 KiB, streams": _echo(_streams(1024), 1024),
+    "TCP echo 10 KiB, streams": _echo(_streams(10 * 1024), 10 * 1024),
+    "TCP echo 100 KiB, streams": _echo(_streams(100 * 1024), 100 * 1024),
+    "TCP echo 1 KiB, Protocol": _echo(_protocol(_EchoProtocol, 1024), 1024),
+    "TCP echo 1 KiB, BufferedProtocol": _echo(_protocol(_EchoBufferedProtocol, 1024), 1024),
+    "TCP bulk 64 MiB, streams": Workload(
+        _streams(0, mode="bulk"), 64, 64, "MiB", smoke_size=4, ceiling=_mio_ceiling("bulk", 0)
+    ),
+    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 3000, 1500, "round trip", smoke_size=200),
+    "HTTP/1.1 keep-alive hello (wrk)": Workload(
+        _http_hello, 3000, 2000, "request", smoke_size=1000
+    ),
 }
