@@ -188,7 +188,7 @@ def _protocol(factory, size: int):
 
 def _echo(body, size: int) -> Workload:
     return Workload(
-        body, 3000, 1500, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
+        body, 3000, 800, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
     )
 
 
@@ -197,12 +197,20 @@ WORKLOADS = {
     "TCP echo 10 KiB, streams": _echo(_streams(10 * 1024), 10 * 1024),
     "TCP echo 100 KiB, streams": _echo(_streams(100 * 1024), 100 * 1024),
     "TCP echo 1 KiB, Protocol": _echo(_protocol(_EchoProtocol, 1024), 1024),
+    "TCP echo 10 KiB, Protocol": _echo(_protocol(_EchoProtocol, 10 * 1024), 10 * 1024),
+    "TCP echo 100 KiB, Protocol": _echo(_protocol(_EchoProtocol, 100 * 1024), 100 * 1024),
     "TCP echo 1 KiB, BufferedProtocol": _echo(_protocol(_EchoBufferedProtocol, 1024), 1024),
+    "TCP echo 10 KiB, BufferedProtocol": _echo(
+        _protocol(_EchoBufferedProtocol, 10 * 1024), 10 * 1024
+    ),
+    "TCP echo 100 KiB, BufferedProtocol": _echo(
+        _protocol(_EchoBufferedProtocol, 100 * 1024), 100 * 1024
+    ),
     "TCP bulk 64 MiB, streams": Workload(
         _streams(0, mode="bulk"), 64, 64, "MiB", smoke_size=4, ceiling=_mio_ceiling("bulk", 0)
     ),
-    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 3000, 1500, "round trip", smoke_size=200),
+    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 3000, 800, "round trip", smoke_size=200),
     "HTTP/1.1 keep-alive hello (wrk)": Workload(
-        _http_hello, 3000, 2000, "request", smoke_size=1000
+        _http_hello, 3000, 1000, "request", smoke_size=1000
     ),
 }
