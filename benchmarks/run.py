@@ -69,7 +69,9 @@ def run_once(loop: str, workload: str, size: int, timeout: float) -> dict:
         timeout=timeout,
     )
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+        # The last line that says something (Rust panics end with a "note:" about backtraces).
+        lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("note:")]
+        return {"error": (lines or [f"exit {proc.returncode}"])[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -231,7 +233,9 @@ def main() -> None:
                     runs[loop].append({"error": reason})
                     continue
                 try:
-                    runs[loop].append(run_once(loop, name, size, timeout=300))
+                    runs[loop].append(
+                        run_once(loop, name, size, timeout=120 if args.quick else 300)
+                    )
                 except subprocess.TimeoutExpired:
                     runs[loop].append({"error": "timed out"})
         summary = summarize(runs, workload.metric)
