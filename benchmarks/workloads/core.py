@@ -159,17 +159,17 @@ async def pending_timers(n: int) -> int:
 
 
 WORKLOADS = {
-    "call_soon chain": Workload(call_soon_chain, 1_000_000, 200_000, "callback"),
-    "call_soon fan-out": Workload(call_soon_fanout, 1_000_000, 200_000, "callback"),
-    "sleep(0) chain": Workload(sleep0_chain, 500_000, 100_000, "await"),
-    "call_later+cancel": Workload(call_later_cancel, 500_000, 100_000, "timer"),
-    "asyncio.timeout()": Workload(timeout_blocks, 200_000, 50_000, "block"),
-    "call_soon_threadsafe x4 threads": Workload(threadsafe_calls, 400_000, 100_000, "callback"),
-    "create_task x100k + gather": Workload(tasks_gather, 100_000, 20_000, "task"),
-    "coroutines x100k + gather": Workload(coroutines_gather, 100_000, 20_000, "task"),
-    "TaskGroup x100k": Workload(taskgroup, 100_000, 20_000, "task"),
-    "Event ping-pong": Workload(event_pingpong, 200_000, 50_000, "round trip"),
-    "Lock ping-pong": Workload(lock_pingpong, 200_000, 50_000, "acquire"),
+    "call_soon chain": Workload(call_soon_chain, 1_000_000, 100_000, "callback"),
+    "call_soon fan-out": Workload(call_soon_fanout, 1_000_000, 100_000, "callback"),
+    "sleep(0) chain": Workload(sleep0_chain, 500_000, 50_000, "await"),
+    "call_later+cancel": Workload(call_later_cancel, 500_000, 50_000, "timer"),
+    "asyncio.timeout()": Workload(timeout_blocks, 200_000, 25_000, "block"),
+    "call_soon_threadsafe x4 threads": Workload(threadsafe_calls, 400_000, 50_000, "callback"),
+    "create_task x100k + gather": Workload(tasks_gather, 100_000, 100_000, "task"),
+    "coroutines x100k + gather": Workload(coroutines_gather, 100_000, 100_000, "task"),
+    "TaskGroup x100k": Workload(taskgroup, 100_000, 100_000, "task"),
+    "Event ping-pong": Workload(event_pingpong, 200_000, 25_000, "round trip"),
+    "Lock ping-pong": Workload(lock_pingpong, 200_000, 25_000, "acquire"),
     "1M pending timers (memory)": Workload(
         pending_timers, 1_000_000, 1_000_000, "timer", metric="memory"
     ),

@@ -188,7 +188,7 @@ def _protocol(factory, size: int):
 
 def _echo(body, size: int) -> Workload:
     return Workload(
-        body, 3000, 800, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
+        body, 3000, 500, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
     )
 
 
@@ -207,9 +207,17 @@ WORKLOADS = {
         _protocol(_EchoBufferedProtocol, 100 * 1024), 100 * 1024
     ),
     "TCP bulk 64 MiB, streams": Workload(
-        _streams(0, mode="bulk"), 64, 64, "MiB", smoke_size=4, ceiling=_mio_ceiling("bulk", 0)
+        _streams(0, mode="bulk"),
+        64,
+        64,
+        "MiB",
+        smoke_size=4,
+        ceiling=_mio_ceiling("bulk", 0),
+        unsupported={
+            "rloop": "rloop 0.5.0 never finished this echo (hung until killed, 2026-11-25)"
+        },
     ),
-    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 3000, 800, "round trip", smoke_size=200),
+    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 3000, 500, "round trip", smoke_size=200),
     "HTTP/1.1 keep-alive hello (wrk)": Workload(
         _http_hello, 3000, 1000, "request", smoke_size=1000
     ),
