@@ -202,6 +202,7 @@ def chart(results: dict, header: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 3 repetitions")
+    # The full run: 5 repetitions, full sizes (about 15 minutes on 2 cores).
     parser.add_argument("--reps", type=int)
     parser.add_argument("--only", help="run the workloads whose name contains this")
     parser.add_argument("--loops", default=",".join(ALL_LOOPS))
@@ -210,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
 
     loops = args.loops.split(",")
-    reps = args.reps or (3 if args.quick else 7)
+    reps = args.reps or (3 if args.quick else 5)
     chosen = {n: w for n, w in ALL.items() if not args.only or args.only in n}
     header = {
         "date": dt.date.today().isoformat(),
