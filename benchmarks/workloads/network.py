@@ -188,7 +188,7 @@ def _protocol(factory, size: int):
 
 def _echo(body, size: int) -> Workload:
     return Workload(
-        body, 1500, 500, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
+        body, 1500, 400, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
     )
 
 
@@ -217,7 +217,7 @@ WORKLOADS = {
             "rloop": "rloop 0.5.0 never finished this echo (hung until killed, 2026-11-25)"
         },
     ),
-    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 1500, 500, "round trip", smoke_size=200),
+    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 1500, 400, "round trip", smoke_size=200),
     "HTTP/1.1 keep-alive hello (wrk)": Workload(
         _http_hello, 2000, 1000, "request", smoke_size=1000
     ),
