@@ -183,11 +183,6 @@ impl LoopWaker {
         }
         Ok(())
     }
-
-    /// Wakes the loop whatever it is doing (used where the caller cannot know).
-    pub fn wake_always(&self) -> io::Result<()> {
-        self.waker.wake()
-    }
 }
 
 #[cfg(test)]
