@@ -1,13 +1,14 @@
 //! ferroloop: Python's asyncio event loop, written in Rust.
 //!
 //! `core` is the Python-free engine (clock, ready queue, timer heap, poller, waker) with its own
-//! tests; `handles` and `event_loop` are the PyO3 layer that CPython sees.
+//! tests; `handles`, `event_loop` and `net` are the PyO3 layer that CPython sees.
 
 pub mod core;
 mod errors;
 mod event_loop;
 mod gil;
 mod handles;
+mod net;
 mod pyobjects;
 
 use pyo3::prelude::*;
@@ -19,6 +20,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event_loop::finish_type(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<net::SocketStream>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

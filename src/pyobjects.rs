@@ -48,3 +48,10 @@ pub fn future_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
     static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     Ok(import_attr(py, &CELL, "asyncio", "Future")?.cast_into::<PyType>()?)
 }
+
+cached_attr!(asyncio_logger, "asyncio.log", "logger");
+
+pub fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    Ok(import_attr(py, &CELL, "asyncio.protocols", "BufferedProtocol")?.cast_into::<PyType>()?)
+}

@@ -21,9 +21,10 @@ import threading
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, unix_events
+from asyncio import base_events, coroutines, events, sslproto, unix_events
 
 from ._ferroloop import LoopCore
+from ._transports import SocketTransport
 
 __all__ = ("EventLoop",)
 
@@ -173,6 +174,32 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if self._ssock is None and not self.is_closed():
             self._make_self_pipe()
         super().add_signal_handler(sig, callback, *args)
+
+    # Stream sockets get the transport whose per-packet work is native; TLS runs asyncio's
+    # SSLProtocol on top of it.
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        **timeouts,
+    ):
+        # timeouts: ssl_handshake_timeout, and ssl_shutdown_timeout from Python 3.11 on.
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+        )
+        SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
 
     # Subprocesses: the loop watches each child's exit on a pidfd, like any other fd, instead of
     # the per-child thread of Python 3.11's default child watcher. Without pidfds, or when the

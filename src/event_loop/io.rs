@@ -38,16 +38,17 @@ pub(crate) fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 }
 
 impl LoopCore {
-    fn add_fd_callback(
+    /// Calls `callback(*args)` whenever `fd` is readable (or writable), replacing the fd's
+    /// previous reader (or writer).
+    pub(crate) fn add_fd_callback(
         slf: &Bound<'_, LoopCore>,
-        fileobj: &Bound<'_, PyAny>,
+        fd: RawFd,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         reader: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
-        let fd = fileobj_to_fd(fileobj)?;
         this.check_not_inherited()?;
         // asyncio runs no callback checks for fd callbacks, debug mode or not: no method name.
         let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, None, None)?)?;
@@ -125,7 +126,7 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
-        LoopCore::add_fd_callback(slf, fd, callback, args, true)
+        LoopCore::add_fd_callback(slf, fileobj_to_fd(fd)?, callback, args, true)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -135,7 +136,7 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
-        LoopCore::add_fd_callback(slf, fd, callback, args, false)
+        LoopCore::add_fd_callback(slf, fileobj_to_fd(fd)?, callback, args, false)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

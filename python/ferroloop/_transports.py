@@ -1,0 +1,199 @@
+"""The stream socket transport (TCP and Unix sockets) that ferroloop's loop hands to protocols.
+
+What runs per packet (reads, writes, flushes, flow control) is native, in `_ferroloop.SocketStream`;
+this class is the `asyncio.Transport` that protocols and asyncio's own code see, with what runs per
+connection: set-up, extra info, the repr, error reports, `connection_lost`. It follows CPython's
+`selector_events._SelectorSocketTransport` and keeps the private attributes asyncio's code reads
+(`_sock`, `_sock_fd`, `_loop`, `_protocol_paused`, `_make_empty_waiter`, `_force_close`...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import selectors
+import warnings
+from asyncio import base_events, constants, futures, transports, trsock
+
+from ._ferroloop import SocketStream
+
+logger = logging.getLogger("asyncio")
+
+# From Python 3.13, a server tracks its client transports: `_attach`/`_detach` take the transport.
+_SERVER_TRACKS_CLIENTS = "transport" in inspect.signature(base_events.Server._attach).parameters
+
+
+class SocketTransport(transports._FlowControlMixin, transports.Transport):
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    # Read by __del__, which runs even if __init__ raised.
+    _sock = None
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        transports.BaseTransport.__init__(self, extra)
+        self._loop = loop
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._core = SocketStream(loop, self, self._sock_fd, protocol)
+        self._high_water, self._low_water = 64 * 1024, 16 * 1024
+        self._server = server
+        if server is not None:
+            if _SERVER_TRACKS_CLIENTS:
+                server._attach(self)
+            else:
+                server._attach()
+        loop._transports[self._sock_fd] = self
+        # Disable Nagle's algorithm: small writes leave without waiting for the peer's ACK.
+        base_events._set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        # Reading starts only after connection_made() has run.
+        loop.call_soon(self._core.start_reading)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._core.is_closing():
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            key = loop._fd_key(self._sock_fd)
+            events = key[0] if key is not None else 0
+            info.append("read=polling" if events & selectors.EVENT_READ else "read=idle")
+            state = "polling" if events & selectors.EVENT_WRITE else "idle"
+            info.append(f"write=<{state}, bufsize={self.get_write_buffer_size()}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    # The protocol and reading.
+
+    def set_protocol(self, protocol):
+        self._core.protocol = protocol
+
+    def get_protocol(self):
+        return self._core.protocol
+
+    @property
+    def _protocol(self):
+        return self._core.protocol
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    # Writing.
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return (self._low_water, self._high_water)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        # _FlowControlMixin's defaults and checks; the native side compares integer sizes with
+        # the floors of the marks, which orders them the same way.
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water, self._low_water = high, low
+        self._core.set_write_buffer_limits(math.floor(high), math.floor(low))
+
+    @property
+    def _protocol_paused(self):
+        return self._core.protocol_paused
+
+    # Closing.
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._force_close(None)
+
+    def _force_close(self, exc):
+        self._core.force_close(exc)
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=exc)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._core.protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _call_connection_lost(self, exc):
+        core = self._core
+        try:
+            core.protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._sock = None
+            core.detach()
+            self._loop = None
+            server = self._server
+            if server is not None:
+                if _SERVER_TRACKS_CLIENTS:
+                    server._detach(self)
+                else:
+                    server._detach()
+                self._server = None
+        waiter = core.empty_waiter
+        if waiter is not None:
+            waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    # sendfile: the loop waits for the buffer to drain, then sends the file on the socket.
+
+    def _make_empty_waiter(self):
+        return self._core.make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core.reset_empty_waiter()

@@ -1,0 +1,69 @@
+//! Borrowed byte views of Python objects: `bytes` read in place, any other object through the
+//! buffer protocol (`PyBUF_SIMPLE`, as the socket module's `y*` and `w*` arguments ask for it).
+
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+pub struct ByteView<'py> {
+    view: Box<MaybeUninit<ffi::Py_buffer>>,
+    _owner: PhantomData<Bound<'py, PyAny>>,
+}
+
+impl<'py> ByteView<'py> {
+    fn get(obj: &Bound<'py, PyAny>, flags: std::os::raw::c_int) -> PyResult<Self> {
+        let mut view = Box::new(MaybeUninit::<ffi::Py_buffer>::uninit());
+        // SAFETY: obj is live; on success the view is filled in and released in Drop.
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } < 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(ByteView {
+            view,
+            _owner: PhantomData,
+        })
+    }
+
+    /// A read-only view of a bytes-like object.
+    pub fn readable(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Self::get(obj, ffi::PyBUF_SIMPLE)
+    }
+
+    /// A writable view, e.g. of the memory a `BufferedProtocol` hands out.
+    pub fn writable(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Self::get(obj, ffi::PyBUF_WRITABLE)
+    }
+
+    fn raw(&self) -> &ffi::Py_buffer {
+        // SAFETY: initialised by a successful PyObject_GetBuffer in `get`.
+        unsafe { self.view.assume_init_ref() }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        let raw = self.raw();
+        if raw.len == 0 {
+            return &[];
+        }
+        // SAFETY: a simple buffer is `len` contiguous bytes at `buf`, alive until released.
+        unsafe { std::slice::from_raw_parts(raw.buf as *const u8, raw.len as usize) }
+    }
+
+    /// The view's memory for writing; only for views made by `writable`.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let raw = self.raw();
+        if raw.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: a writable simple buffer is `len` contiguous bytes at `buf`, alive until released,
+        // and this view is the only Rust reference to it.
+        unsafe { std::slice::from_raw_parts_mut(raw.buf as *mut u8, raw.len as usize) }
+    }
+}
+
+impl Drop for ByteView<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled in by PyObject_GetBuffer; the 'py lifetime proves the GIL.
+        unsafe { ffi::PyBuffer_Release(self.view.as_mut_ptr()) }
+    }
+}

@@ -1,0 +1,8 @@
+//! Networking: the per-packet half of the stream socket transport. The Python half
+//! (`python/ferroloop/_transports.py`) holds what runs per connection.
+
+mod byte_view;
+mod stream;
+mod sys;
+
+pub use stream::SocketStream;

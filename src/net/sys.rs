@@ -1,0 +1,87 @@
+//! The socket calls of the stream transport, as thin `io::Result` wrappers over libc.
+//!
+//! Sends pass `MSG_NOSIGNAL`: a peer that went away gives EPIPE, never SIGPIPE, even in a host
+//! program that did not ignore SIGPIPE the way the Python interpreter does at start-up.
+
+use std::io;
+use std::os::fd::RawFd;
+
+fn check(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    check(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    check(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+}
+
+/// One `sendmsg` of the slices, in order (at most IOV_MAX of them; the caller sends the rest later).
+pub fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
+    const IOV_MAX: usize = 1024;
+    let iov: Vec<libc::iovec> = bufs
+        .iter()
+        .take(IOV_MAX)
+        .map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: a zeroed msghdr is valid; it points at iov, which outlives the call, and each iovec
+    // points at a slice the caller keeps alive.
+    let ret = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len() as _;
+        libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+    };
+    check(ret)
+}
+
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes no pointers.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn vectored_send_keeps_order_and_recv_sees_eof_after_shutdown() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let n = send_vectored(a.as_raw_fd(), &[b"ab", b"", b"cde"]).unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(send(a.as_raw_fd(), b"f").unwrap(), 1);
+        shutdown_write(a.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 16];
+        let n = recv(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"abcdef");
+        assert_eq!(
+            recv(b.as_raw_fd(), &mut buf).unwrap(),
+            0,
+            "EOF after shutdown"
+        );
+    }
+
+    #[test]
+    fn send_to_a_closed_peer_is_epipe_not_a_signal() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let err = send(a.as_raw_fd(), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+    }
+}
