@@ -24,6 +24,9 @@ pub struct Readiness {
     pub fd: RawFd,
     pub read: bool,
     pub write: bool,
+    /// An error, or the peer shut down or hung up: a state that lasts, which no later edge
+    /// announces again (see `Interests::settled`).
+    pub closed: bool,
 }
 
 /// The blocking half: owned by whichever thread runs the loop.
@@ -36,7 +39,17 @@ pub struct Poller {
 pub struct Interests {
     registry: Registry,
     watched: HashMap<RawFd, (bool, bool)>,
-    rearm: Vec<RawFd>,
+    /// Fds dispatched since the last poll, with what is still to re-arm.
+    rearm: HashMap<RawFd, Rearm>,
+}
+
+/// An fd dispatched this turn: which directions still need a re-arm, and whether its event
+/// carried a lasting condition (then it is re-armed whatever its callbacks did).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Rearm {
+    read: bool,
+    write: bool,
+    closed: bool,
 }
 
 /// Wakes a blocked poll from any thread, with at most one write per sleep.
@@ -58,7 +71,7 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
         Interests {
             registry,
             watched: HashMap::new(),
-            rearm: Vec::new(),
+            rearm: HashMap::new(),
         },
         LoopWaker {
             waker,
@@ -99,6 +112,7 @@ impl Poller {
                 fd: event.token().0 as RawFd,
                 read: other_than_write,
                 write: other_than_read,
+                closed: event.is_error() || event.is_read_closed() || event.is_write_closed(),
             });
         }
         Ok(())
@@ -118,6 +132,8 @@ impl Interests {
     /// Watches `fd` for exactly (read, write); (false, false) stops watching it.
     /// Registration errors (a closed fd, a regular file) come back as the OS reported them.
     pub fn set(&mut self, fd: RawFd, read: bool, write: bool) -> io::Result<()> {
+        // Registering anew re-arms the fd as well.
+        self.rearm.remove(&fd);
         let old = self.watched.get(&fd).copied();
         match (old, interest(read, write)) {
             (None, None) => Ok(()),
@@ -142,14 +158,40 @@ impl Interests {
         }
     }
 
-    /// Notes that `fd`'s callbacks were queued this turn, so it is re-armed before the next poll.
-    pub fn dispatched(&mut self, fd: RawFd) {
-        self.rearm.push(fd);
+    /// Notes that `fd`'s reader and/or writer were queued this turn, so it is re-armed before the
+    /// next poll.
+    pub fn dispatched(&mut self, fd: RawFd, read: bool, write: bool, closed: bool) {
+        let entry = self.rearm.entry(fd).or_default();
+        entry.read |= read;
+        entry.write |= write;
+        entry.closed |= closed;
     }
 
-    /// Re-arms the fds dispatched since the last poll that are still watched.
+    /// Notes that `fd`'s reader (or writer) left the fd where the kernel reports the next change
+    /// on its own: it read less than it asked for, or the socket took less than it was given, or
+    /// the call would have blocked. New data (or free space) is a new edge, so that direction
+    /// needs no re-arm. An EOF, hang-up or error that came with this turn's event is not: it
+    /// stays, and only a re-arm reports it again, so such an fd is always re-armed.
+    pub fn settled(&mut self, fd: RawFd, read: bool) {
+        let Some(entry) = self.rearm.get_mut(&fd) else {
+            return;
+        };
+        if entry.closed {
+            return;
+        }
+        if read {
+            entry.read = false;
+        } else {
+            entry.write = false;
+        }
+        if !entry.read && !entry.write {
+            self.rearm.remove(&fd);
+        }
+    }
+
+    /// Re-arms the fds dispatched since the last poll that are still watched and not settled.
     pub fn rearm(&mut self) {
-        for fd in std::mem::take(&mut self.rearm) {
+        for (fd, _) in self.rearm.drain() {
             if let Some(&(read, write)) = self.watched.get(&fd) {
                 if let Some(i) = interest(read, write) {
                     // A failure means the fd was closed under us; the user's remove_* cleans up.
@@ -227,10 +269,11 @@ mod tests {
             vec![Readiness {
                 fd: r,
                 read: true,
-                write: false
+                write: false,
+                closed: false,
             }]
         );
-        interests.dispatched(r);
+        interests.dispatched(r, true, false, false);
         interests.rearm();
         out.clear();
         poller
@@ -242,7 +285,7 @@ mod tests {
             "level-triggered: still readable, so reported again"
         );
         read_all(r);
-        interests.dispatched(r);
+        interests.dispatched(r, true, false, false);
         interests.rearm();
         out.clear();
         poller.poll(Some(Duration::ZERO), &mut out).unwrap();
@@ -254,6 +297,78 @@ mod tests {
             libc::close(r);
             libc::close(w);
         }
+    }
+
+    #[test]
+    fn a_settled_reader_is_not_rearmed_but_new_data_still_reports() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        write_byte(w);
+        let mut out = vec![];
+        poller
+            .poll(Some(Duration::from_millis(100)), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        interests.dispatched(r, true, false, false);
+        read_all(r);
+        interests.settled(r, true);
+        assert!(interests.rearm.is_empty(), "nothing left to re-arm");
+        interests.rearm();
+        out.clear();
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
+        assert!(out.is_empty());
+        write_byte(w);
+        poller
+            .poll(Some(Duration::from_millis(100)), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1, "new data is a new edge");
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+    }
+
+    #[test]
+    fn settling_one_direction_keeps_the_other_to_rearm() {
+        let (_poller, mut interests, _waker) = new().unwrap();
+        interests.dispatched(5, true, true, false);
+        interests.settled(5, true);
+        assert_eq!(
+            interests.rearm.get(&5),
+            Some(&Rearm {
+                read: false,
+                write: true,
+                closed: false
+            })
+        );
+        interests.settled(5, false);
+        assert!(interests.rearm.is_empty());
+    }
+
+    #[test]
+    fn an_fd_whose_event_carried_eof_is_rearmed_even_if_settled() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        write_byte(w);
+        // SAFETY: closing the write end this test opened: data and EOF arrive before the poll.
+        unsafe { libc::close(w) };
+        let mut out = vec![];
+        poller
+            .poll(Some(Duration::from_millis(100)), &mut out)
+            .unwrap();
+        assert!(out[0].closed, "the event carries the hang-up");
+        interests.dispatched(r, true, false, out[0].closed);
+        read_all(r);
+        interests.settled(r, true);
+        interests.rearm();
+        out.clear();
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
+        assert_eq!(out.len(), 1, "the lasting EOF is reported again");
+        // SAFETY: closing the read end this test opened.
+        unsafe { libc::close(r) };
     }
 
     #[test]

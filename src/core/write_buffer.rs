@@ -64,8 +64,8 @@ mod tests {
         buf.extend(b"world");
         assert_eq!(buf.as_slice(), b"llo world");
         buf.consume(4);
-        assert_eq!(buf.as_slice(), b" world");
-        assert_eq!(buf.len(), 6);
+        assert_eq!(buf.as_slice(), b"world");
+        assert_eq!(buf.len(), 5);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl LoopCore {
                 let Some(callbacks) = st.fd_callbacks.get(&ev.fd) else {
                     continue;
                 };
-                let mut queued = false;
+                let (mut read_queued, mut write_queued) = (false, false);
                 for (ready, slot_is_reader) in [(ev.read, true), (ev.write, false)] {
                     let slot = if slot_is_reader {
                         &callbacks.reader
@@ -74,12 +74,17 @@ impl LoopCore {
                             stale.push((ev.fd, slot_is_reader));
                         } else {
                             st.scheduler.push_ready(handle.clone_ref(py));
-                            queued = true;
+                            if slot_is_reader {
+                                read_queued = true;
+                            } else {
+                                write_queued = true;
+                            }
                         }
                     }
                 }
-                if queued {
-                    st.interests.dispatched(ev.fd);
+                if read_queued || write_queued {
+                    st.interests
+                        .dispatched(ev.fd, read_queued, write_queued, ev.closed);
                 }
             }
             st.events = events;

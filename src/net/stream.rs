@@ -173,6 +173,14 @@ impl SocketStream {
         Ok(())
     }
 
+    /// This turn's read (or write) left the socket where epoll reports the next change without a
+    /// re-arm: it took less than it could, or would have blocked.
+    fn settled(&self, py: Python<'_>, reader: bool) {
+        if let Ok(loop_) = self.loop_(py) {
+            loop_.get().fd_settled(py, self.fd, reader);
+        }
+    }
+
     /// `loop.call_soon(transport._call_connection_lost, exc)`.
     fn schedule_connection_lost(&self, py: Python<'_>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let callback = self
@@ -247,6 +255,11 @@ impl SocketStream {
         let received = socket_call(py, || {
             with_read_buffer(|buf| sys::recv(fd, buf).map(|n| PyBytes::new(py, &buf[..n])))
         });
+        match &received {
+            Io::Done(data) if data.as_bytes().len() == MAX_READ => {}
+            Io::Done(_) | Io::WouldBlock => self.settled(py, true),
+            Io::Failed(_) => {}
+        }
         match received {
             Io::WouldBlock => Ok(()),
             Io::Failed(err) => self.fatal_error(py, err, "Fatal read error on socket transport"),
@@ -280,7 +293,15 @@ impl SocketStream {
         };
         let fd = self.fd;
         let received = match ByteView::writable(&buffer) {
-            Ok(mut view) => socket_call(py, || sys::recv(fd, view.as_mut_slice())),
+            Ok(mut view) => {
+                let received = socket_call(py, || sys::recv(fd, view.as_mut_slice()));
+                match received {
+                    Io::Done(n) if n == view.as_slice().len() => {}
+                    Io::Done(_) | Io::WouldBlock => self.settled(py, true),
+                    Io::Failed(_) => {}
+                }
+                received
+            }
             Err(err) => Io::Failed(err),
         };
         match received {
@@ -493,7 +514,10 @@ impl SocketStream {
             sys::send(fd, self.state.borrow(py).buffer.as_slice())
         });
         let sent = match result {
-            Io::WouldBlock => return Ok(()),
+            Io::WouldBlock => {
+                self.settled(py, false);
+                return Ok(());
+            }
             Io::Failed(err) if is_exit(py, &err) => return Err(err),
             Io::Failed(err) => {
                 self.stop_watching(py, false)?;
@@ -513,6 +537,9 @@ impl SocketStream {
             }
             Io::Done(sent) => sent,
         };
+        if sent < self.state.borrow(py).buffer.len() {
+            self.settled(py, false);
+        }
         self.state.borrow_mut(py).buffer.consume(sent);
         self.maybe_resume(py)?; // The protocol may write more here.
         let (drained, waiter, closing, eof) = {
