@@ -11,7 +11,6 @@ import sys
 from asyncio import transports, trsock
 
 import pytest
-
 from test_transports import Recorder, _pair
 
 
