@@ -24,7 +24,7 @@ import weakref
 from asyncio import base_events, coroutines, events, sslproto, unix_events
 
 from ._ferroloop import LoopCore
-from ._transports import SocketTransport
+from ._transports import DatagramTransport, SocketTransport
 
 __all__ = ("EventLoop",)
 
@@ -175,8 +175,8 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             self._make_self_pipe()
         super().add_signal_handler(sig, callback, *args)
 
-    # Stream sockets get the transport whose per-packet work is native; TLS runs asyncio's
-    # SSLProtocol on top of it.
+    # Stream and datagram sockets get transports whose per-packet work is native; TLS runs
+    # asyncio's SSLProtocol on top of the stream transport.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
@@ -200,6 +200,12 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         )
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if sock.family not in DatagramTransport.FAMILIES:
+            # Other families' addresses (netlink, CAN...) are the socket module's to convert.
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     # Subprocesses: the loop watches each child's exit on a pidfd, like any other fd, instead of
     # the per-child thread of Python 3.11's default child watcher. Without pidfds, or when the

@@ -1,10 +1,11 @@
-"""The stream socket transport (TCP and Unix sockets) that ferroloop's loop hands to protocols.
+"""The socket transports ferroloop's loop hands to protocols: streams (TCP, Unix) and datagrams.
 
-What runs per packet (reads, writes, flushes, flow control) is native, in `_ferroloop.SocketStream`;
-this class is the `asyncio.Transport` that protocols and asyncio's own code see, with what runs per
-connection: set-up, extra info, the repr, error reports, `connection_lost`. It follows CPython's
-`selector_events._SelectorSocketTransport` and keeps the private attributes asyncio's code reads
-(`_sock`, `_sock_fd`, `_loop`, `_protocol_paused`, `_make_empty_waiter`, `_force_close`...).
+What runs per packet (reads, writes, flushes, flow control) is native, in `_ferroloop.SocketStream`
+and `_ferroloop.DatagramSocket`; these classes are the asyncio transports that protocols and
+asyncio's own code see, with what runs per connection: set-up, extra info, the repr, error
+reports, `connection_lost`. They follow CPython's `selector_events._SelectorSocketTransport` and
+`_SelectorDatagramTransport`, and keep the private attributes asyncio's code reads (`_sock`,
+`_sock_fd`, `_loop`, `_protocol_paused`, `_make_empty_waiter`, `_force_close`...).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import inspect
 import logging
 import math
 import selectors
+import socket
 import warnings
 from asyncio import base_events, constants, futures, transports, trsock
 
-from ._ferroloop import SocketStream
+from ._ferroloop import DatagramSocket, SocketStream
 
 logger = logging.getLogger("asyncio")
 
@@ -24,14 +26,13 @@ logger = logging.getLogger("asyncio")
 _SERVER_TRACKS_CLIENTS = "transport" in inspect.signature(base_events.Server._attach).parameters
 
 
-class SocketTransport(transports._FlowControlMixin, transports.Transport):
-    _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+class _NativeTransport(transports._FlowControlMixin, transports.Transport):
+    """What both transports share: CPython's `_SelectorTransport`, over a native core."""
 
     # Read by __del__, which runs even if __init__ raised.
     _sock = None
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def _attach_socket(self, loop, sock, extra):
         transports.BaseTransport.__init__(self, extra)
         self._loop = loop
         self._extra["socket"] = trsock.TransportSocket(sock)
@@ -46,17 +47,11 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
                 self._extra["peername"] = None
         self._sock = sock
         self._sock_fd = sock.fileno()
-        self._core = SocketStream(loop, self, self._sock_fd, protocol)
+        self._server = None
         self._high_water, self._low_water = 64 * 1024, 16 * 1024
-        self._server = server
-        if server is not None:
-            if _SERVER_TRACKS_CLIENTS:
-                server._attach(self)
-            else:
-                server._attach()
+
+    def _start(self, loop, protocol, waiter):
         loop._transports[self._sock_fd] = self
-        # Disable Nagle's algorithm: small writes leave without waiting for the peer's ACK.
-        base_events._set_nodelay(sock)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made() has run.
         loop.call_soon(self._core.start_reading)
@@ -108,19 +103,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def resume_reading(self):
         self._core.resume_reading()
 
-    # Writing.
-
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
+    # Flow control of the write buffer.
 
     def get_write_buffer_size(self):
         return self._core.get_write_buffer_size()
@@ -186,7 +169,42 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
                 else:
                     server._detach()
                 self._server = None
-        waiter = core.empty_waiter
+
+
+class SocketTransport(_NativeTransport):
+    """A stream socket's transport (TCP or Unix), for `create_connection`, servers and friends."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._attach_socket(loop, sock, extra)
+        self._core = SocketStream(loop, self, self._sock_fd, protocol)
+        self._server = server
+        if server is not None:
+            if _SERVER_TRACKS_CLIENTS:
+                server._attach(self)
+            else:
+                server._attach()
+        # Disable Nagle's algorithm: small writes leave without waiting for the peer's ACK.
+        base_events._set_nodelay(sock)
+        self._start(loop, protocol, waiter)
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def _call_connection_lost(self, exc):
+        super()._call_connection_lost(exc)
+        waiter = self._core.empty_waiter
         if waiter is not None:
             waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
@@ -197,3 +215,21 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def _reset_empty_waiter(self):
         self._core.reset_empty_waiter()
+
+
+class DatagramTransport(_NativeTransport, transports.DatagramTransport):
+    """A datagram socket's transport, for `create_datagram_endpoint` (IPv4, IPv6 and Unix
+    sockets, whose addresses the native side converts as the socket module does)."""
+
+    FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._attach_socket(loop, sock, extra)
+        self._address = address
+        self._core = DatagramSocket(
+            loop, self, sock, protocol, address, bool(self._extra["peername"])
+        )
+        self._start(loop, protocol, waiter)
+
+    def sendto(self, data, addr=None):
+        self._core.sendto(data, addr)

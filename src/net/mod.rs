@@ -1,10 +1,13 @@
-//! Networking: the per-packet half of the stream socket transport. The Python half
-//! (`python/ferroloop/_transports.py`) holds what runs per connection.
+//! Networking: the per-packet halves of the stream and datagram socket transports. The Python
+//! halves (`python/ferroloop/_transports.py`) hold what runs per connection.
 
 mod base;
 mod byte_view;
 mod calls;
+mod datagram;
+mod sockaddr;
 mod stream;
 mod sys;
 
+pub use datagram::DatagramSocket;
 pub use stream::SocketStream;

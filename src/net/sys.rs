@@ -46,6 +46,47 @@ pub fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
     check(ret)
 }
 
+/// One datagram and the address it came from (zeroed storage and length 0 if it had none).
+pub fn recv_from(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, libc::sockaddr_storage, libc::socklen_t)> {
+    // SAFETY: an all-zero sockaddr_storage is valid; recvfrom writes at most `len` bytes of it.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: buf is valid for writes of buf.len() bytes; addr and len point at live locals.
+    let n = check(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((n, addr, len))
+}
+
+pub fn send_to(
+    fd: RawFd,
+    buf: &[u8],
+    addr: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> io::Result<usize> {
+    // SAFETY: buf is valid for reads of buf.len() bytes; addr holds `len` initialised bytes.
+    check(unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+            (addr as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+}
+
 pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     // SAFETY: shutdown takes no pointers.
     if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
@@ -75,6 +116,22 @@ mod tests {
             0,
             "EOF after shutdown"
         );
+    }
+
+    #[test]
+    fn a_datagram_arrives_with_its_sender_address() {
+        use std::net::UdpSocket;
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.send_to(b"ping", b.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, addr, len) = recv_from(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in>());
+        assert_eq!(i32::from(addr.ss_family), libc::AF_INET);
+        assert_eq!(send_to(b.as_raw_fd(), b"pong", &addr, len).unwrap(), 4);
+        let (n, from) = a.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"pong"[..], b.local_addr().unwrap()));
     }
 
     #[test]

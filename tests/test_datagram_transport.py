@@ -1,0 +1,211 @@
+"""The datagram transport's contracts, on asyncio and ferroloop alike: addresses as the socket
+module gives them (IPv4, IPv6, Unix paths, the abstract namespace), remote_addr checks, errors
+through error_received, host names, misuse messages, closing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import pytest
+
+
+class Collector(asyncio.DatagramProtocol):
+    def __init__(self, loop):
+        self.datagrams = asyncio.Queue()
+        self.errors = asyncio.Queue()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.datagrams.put_nowait((data, addr))
+
+    def error_received(self, exc):
+        self.errors.put_nowait(exc)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def _peer(family, address):
+    peer = socket.socket(family, socket.SOCK_DGRAM)
+    peer.bind(address)
+    peer.setblocking(False)
+    return peer
+
+
+def test_ipv4_datagrams_carry_the_sender_address(loop):
+    async def main():
+        peer = _peer(socket.AF_INET, ("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        here = transport.get_extra_info("sockname")
+        await loop.sock_sendto(peer, b"ping", here)
+        data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
+        transport.sendto(b"pong", addr)
+        reply, source = await loop.sock_recvfrom(peer, 100)
+        from_peer = addr == peer.getsockname()
+        transport.close()
+        await proto.lost
+        peer.close()
+        return data, from_peer, type(addr), reply, source == here
+
+    assert loop.run_until_complete(main()) == (b"ping", True, tuple, b"pong", True)
+
+
+def test_ipv6_addresses_are_four_tuples(loop):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        peer = _peer(socket.AF_INET6, ("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+
+    async def main():
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("::1", 0)
+        )
+        await loop.sock_sendto(peer, b"six", transport.get_extra_info("sockname"))
+        data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
+        transport.sendto(b"back", addr)
+        reply, _ = await loop.sock_recvfrom(peer, 100)
+        from_peer = addr == peer.getsockname()
+        transport.close()
+        peer.close()
+        return data, from_peer, reply
+
+    assert loop.run_until_complete(main()) == (b"six", True, b"back")
+
+
+def test_unix_datagrams_carry_paths_and_abstract_names(loop, tmp_path):
+    async def main():
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=str(tmp_path / "server"), family=socket.AF_UNIX
+        )
+        named = _peer(socket.AF_UNIX, str(tmp_path / "client"))
+        abstract = _peer(socket.AF_UNIX, b"\0ferroloop-test-%d" % id(transport))
+        for peer in (named, abstract):
+            await loop.sock_sendto(peer, b"hi", str(tmp_path / "server"))
+        first = await asyncio.wait_for(proto.datagrams.get(), 10)
+        second = await asyncio.wait_for(proto.datagrams.get(), 10)
+        transport.sendto(b"to-abstract", second[1])
+        reply, _ = await loop.sock_recvfrom(abstract, 100)
+        from_abstract = second[1] == abstract.getsockname()
+        transport.close()
+        named.close()
+        abstract.close()
+        return first[1], from_abstract, type(second[1]), reply
+
+    assert loop.run_until_complete(main()) == (
+        str(tmp_path / "client"),
+        True,
+        bytes,
+        b"to-abstract",
+    )
+
+
+def test_remote_addr_is_enforced_and_empty_data_follows_the_python_version(loop):
+    async def main():
+        peer = _peer(socket.AF_INET, ("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), remote_addr=peer.getsockname()
+        )
+        with pytest.raises(ValueError) as info:
+            transport.sendto(b"x", ("127.0.0.1", 9))
+        transport.sendto(b"")
+        transport.sendto(b"after-empty", peer.getsockname())
+        received = [(await loop.sock_recvfrom(peer, 100))[0]]
+        if received[0] == b"":
+            received.append((await loop.sock_recvfrom(peer, 100))[0])
+        transport.close()
+        peer.close()
+        return str(info.value), received
+
+    message, received = loop.run_until_complete(main())
+    assert message.startswith("Invalid address: must be None or ('127.0.0.1', ")
+    # Python 3.13 started sending empty datagrams; before, sendto(b'') did nothing.
+    expected = [b"", b"after-empty"] if sys.version_info >= (3, 13) else [b"after-empty"]
+    assert received == expected
+
+
+def test_errors_go_to_error_received(loop):
+    # A connected UDP socket learns of the closed port from the ICMP reply: ECONNREFUSED.
+    async def main():
+        closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        closed.close()
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), remote_addr=("127.0.0.1", port)
+        )
+        transport.sendto(b"anyone?")
+        exc = await asyncio.wait_for(proto.errors.get(), 10)
+        still_open = not transport.is_closing()
+        transport.close()
+        return type(exc), still_open
+
+    assert loop.run_until_complete(main()) == (ConnectionRefusedError, True)
+
+
+def test_host_names_are_resolved_by_the_socket(loop):
+    async def main():
+        peer = _peer(socket.AF_INET, ("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        transport.sendto(b"by-name", ("localhost", peer.getsockname()[1]))
+        data, _ = await loop.sock_recvfrom(peer, 100)
+        transport.close()
+        peer.close()
+        return data
+
+    assert loop.run_until_complete(main()) == b"by-name"
+
+
+def test_sendto_misuse_and_what_the_transport_is(loop):
+    async def main():
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        with pytest.raises(TypeError) as info:
+            transport.sendto("text", ("127.0.0.1", 9))
+        kinds = (isinstance(transport, asyncio.BaseTransport), transport.get_write_buffer_size())
+        transport.close()
+        synchronous = proto.lost.done()
+        exc = await proto.lost
+        return str(info.value), kinds, synchronous, exc, transport.is_closing()
+
+    assert loop.run_until_complete(main()) == (
+        "data argument must be a bytes-like object, not 'str'",
+        (True, 0),
+        False,
+        None,
+        True,
+    )
+
+
+def test_ferroloop_datagram_transport_is_a_datagram_transport():
+    # CPython 3.11's own is a plain Transport; ferroloop's is both, as the asyncio docs describe.
+    import ferroloop
+
+    loop = ferroloop.new_event_loop()
+
+    async def main():
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        kinds = (
+            isinstance(transport, asyncio.DatagramTransport),
+            isinstance(transport, asyncio.Transport),
+        )
+        transport.close()
+        return kinds
+
+    try:
+        assert loop.run_until_complete(main()) == (True, True)
+    finally:
+        loop.close()
