@@ -1,7 +1,8 @@
 //! Socket addresses between the kernel's `sockaddr` and the Python objects the socket module uses.
 //!
 //! Received addresses are built as CPython's `makesockaddr` builds them (`getnameinfo` with
-//! `NI_NUMERICHOST` for IP hosts), so `datagram_received` sees the same objects. For sending, only
+//! `NI_NUMERICHOST` for IPv6 hosts, which adds scope names; dotted decimal for IPv4), so
+//! `datagram_received` sees the same objects. For sending, only
 //! the plain numeric forms are converted here; anything else (host names, out-of-range values,
 //! other families) is left to the Python socket's own `sendto`, which resolves or raises exactly
 //! as it does under asyncio.
@@ -54,7 +55,8 @@ pub fn to_python<'py>(
         libc::AF_INET => {
             // SAFETY: the family says storage holds a sockaddr_in.
             let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            let host = numeric_host(storage, len)?;
+            // Dotted decimal, as getnameinfo writes an IPv4 host (without its sprintf).
+            let host = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).to_string();
             Ok((host, u16::from_be(sin.sin_port))
                 .into_pyobject(py)?
                 .into_any())
@@ -160,5 +162,75 @@ pub fn from_python(
             ))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(ip: [u8; 4], port: u16) -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: an all-zero sockaddr_storage is valid, and large enough for a sockaddr_in.
+        let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = port.to_be();
+        sin.sin_addr.s_addr = u32::from_be_bytes(ip).to_be();
+        (
+            storage,
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    }
+
+    #[test]
+    fn ipv4_round_trip_matches_the_socket_module() {
+        Python::initialize();
+        Python::attach(|py| {
+            let (storage, len) = v4([10, 0, 200, 7], 5353);
+            let addr = to_python(py, &storage, len).unwrap();
+            assert_eq!(
+                addr.extract::<(String, u16)>().unwrap(),
+                ("10.0.200.7".into(), 5353)
+            );
+            let (back, back_len) = from_python(libc::AF_INET, &addr).unwrap();
+            assert_eq!(back_len, len);
+            assert_eq!(back.ss_family, storage.ss_family);
+            // SAFETY: both hold sockaddr_in, as their family says.
+            let (a, b) = unsafe {
+                (
+                    &*(&back as *const _ as *const libc::sockaddr_in),
+                    &*(&storage as *const _ as *const libc::sockaddr_in),
+                )
+            };
+            assert_eq!(
+                (a.sin_port, a.sin_addr.s_addr),
+                (b.sin_port, b.sin_addr.s_addr)
+            );
+        });
+    }
+
+    #[test]
+    fn names_and_odd_values_are_left_to_python() {
+        Python::initialize();
+        Python::attach(|py| {
+            for addr in [
+                ("localhost", 80).into_pyobject(py).unwrap().into_any(),
+                ("01.2.3.4", 80).into_pyobject(py).unwrap().into_any(),
+                ("1.2.3.4", 70000).into_pyobject(py).unwrap().into_any(),
+                ("1.2.3.4",).into_pyobject(py).unwrap().into_any(),
+            ] {
+                assert!(from_python(libc::AF_INET, &addr).is_none(), "{addr}");
+            }
+            let scoped = ("fe80::1%lo", 80).into_pyobject(py).unwrap().into_any();
+            assert!(from_python(libc::AF_INET6, &scoped).is_none());
+            let flow = ("::1", 80, 1u32 << 20, 0)
+                .into_pyobject(py)
+                .unwrap()
+                .into_any();
+            assert!(from_python(libc::AF_INET6, &flow).is_none());
+            let plain = ("::1", 80, 5, 0).into_pyobject(py).unwrap().into_any();
+            assert!(from_python(libc::AF_INET6, &plain).is_some());
+        });
     }
 }
