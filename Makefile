@@ -31,7 +31,7 @@ demo: build
 rust-test:
 	cargo test --lib
 
-# The benchmarks' echo load client (std only; builds in seconds).
+# The benchmarks' load client (std, mio and rustls with ring; builds in about a minute).
 LOADGEN := benchmarks/loadgen/target/release/ferroloop-loadgen
 loadgen:
 	cargo build -q --release --manifest-path benchmarks/loadgen/Cargo.toml

@@ -21,7 +21,7 @@ from workloads.network import LOADGEN  # noqa: E402
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_workload_runs_on_ferroloop(name):
     workload = ALL[name]
-    if name.startswith(("TCP", "UDP")) and not LOADGEN.exists():
+    if name.startswith(("TCP", "UDP", "TLS")) and not LOADGEN.exists():
         pytest.skip("the load client is not built (make loadgen)")
     if "wrk" in name and shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (make bench installs it from Debian's packages)")

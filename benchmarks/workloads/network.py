@@ -152,20 +152,21 @@ class _HttpHello(asyncio.Protocol):
             self.transport.write(_HTTP_RESPONSE * requests)
 
 
-async def _http_hello(duration_ms: int) -> int:
+async def _http_hello(duration_ms: int, ssl=None) -> int:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: `make bench` installs it")
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_HttpHello, "127.0.0.1", 0)
+    server = await loop.create_server(_HttpHello, "127.0.0.1", 0, ssl=ssl)
     port = server.sockets[0].getsockname()[1]
+    scheme = "https" if ssl is not None else "http"
     try:
         proc = await asyncio.create_subprocess_exec(
             wrk,
             "-t1",
             "-c16",
             f"-d{max(1, round(duration_ms / 1000))}s",
-            f"http://127.0.0.1:{port}/",
+            f"{scheme}://127.0.0.1:{port}/",
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
@@ -177,11 +178,11 @@ async def _http_hello(duration_ms: int) -> int:
     return int(match.group(1))
 
 
-def _protocol(factory, size: int):
+def _protocol(factory, size: int, ssl=None, mode: str = "tcp"):
     async def body(duration_ms: int) -> int:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        return await _serve_and_load(server, size, duration_ms)
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=ssl() if ssl else None)
+        return await _serve_and_load(server, size, duration_ms, mode)
 
     return body
 

@@ -18,6 +18,7 @@ fn connect(kind: &str, addr: &str) -> io::Result<Box<dyn Stream>> {
             Ok(Box::new(s))
         }
         "unix" => Ok(Box::new(UnixStream::connect(addr)?)),
+        "tls" => Ok(Box::new(crate::tls::connect(addr)?)),
         other => Err(io::Error::other(format!("unknown transport {other}"))),
     }
 }

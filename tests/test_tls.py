@@ -1,0 +1,298 @@
+"""TLS on the native stream transport (issue 7's list), on asyncio and ferroloop alike: echo in odd
+chunks, start_tls on both sides, client certificates, SNI, ALPN, what get_extra_info reports, and
+the bad peers: a wrong host name, an expired certificate, a plain-TCP client, a handshake that never
+finishes, a peer that drops mid-record. Certificates come from trustme, made per test session."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+
+import pytest
+
+trustme = pytest.importorskip("trustme")
+
+CHUNKS = [1, 7, 4096, 65537, 3, 1 << 20, 12345]
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    return ctx
+
+
+async def _echo(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _tls_echo_server(server_ctx, handler=_echo):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_tls_echo_of_odd_chunks_and_extra_info(loop, server_ctx, client_ctx):
+    payload = b"".join(bytes([i % 251]) * n for i, n in enumerate(CHUNKS))
+
+    async def main():
+        server, port = await _tls_echo_server(server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            info = (
+                isinstance(writer.get_extra_info("ssl_object"), ssl.SSLObject),
+                writer.get_extra_info("peercert")["subjectAltName"][0],
+                writer.get_extra_info("cipher")[1].startswith("TLSv1"),
+                writer.get_extra_info("compression"),
+            )
+
+            async def send():
+                offset = 0
+                for n in CHUNKS:
+                    writer.write(payload[offset : offset + n])
+                    offset += n
+                    await writer.drain()
+                writer.write_eof() if writer.can_write_eof() else None
+
+            sender = asyncio.create_task(send())
+            echoed = await reader.readexactly(len(payload))
+            await sender
+            writer.close()
+            await writer.wait_closed()
+            return echoed == payload, info
+
+    same, info = loop.run_until_complete(main())
+    assert same
+    assert info == (True, ("DNS", "localhost"), True, None)
+
+
+def test_start_tls_upgrades_both_sides(loop, server_ctx, client_ctx):
+    async def main():
+        upgraded = loop.create_future()
+
+        async def handler(reader, writer):
+            assert await reader.readline() == b"STARTTLS\n"
+            writer.write(b"GO\n")
+            await writer.drain()
+            await writer.start_tls(server_ctx)
+            line = await reader.readline()
+            upgraded.set_result(writer.get_extra_info("ssl_object") is not None)
+            writer.write(line.upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"GO\n"
+            await writer.start_tls(client_ctx, server_hostname="localhost")
+            writer.write(b"secret\n")
+            reply = await reader.readline()
+            writer.close()
+            return reply, await upgraded
+
+    assert loop.run_until_complete(main()) == (b"SECRET\n", True)
+
+
+def test_client_certificates_are_required_and_checked(loop, ca, client_ctx):
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    with_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(with_cert)
+    ca.issue_cert("client@example.org").configure_cert(with_cert)
+
+    async def main():
+        seen = loop.create_future()
+
+        async def handler(reader, writer):
+            seen.set_result(writer.get_extra_info("peercert")["subjectAltName"])
+            writer.close()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=with_cert, server_hostname="localhost"
+            )
+            names = await asyncio.wait_for(seen, 10)
+            writer.close()
+            # Without a certificate the server refuses; TLS 1.3 clients learn it on first read.
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            with pytest.raises((ssl.SSLError, ConnectionResetError)):
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.wait_for(reader.read(10), 10)
+            writer.close()
+            return names
+
+    assert loop.run_until_complete(main()) == (("email", "client@example.org"),)
+
+
+def test_sni_and_alpn(loop, ca, client_ctx):
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "other.test").configure_cert(server_ctx)
+    server_ctx.set_alpn_protocols(["h2", "http/1.1"])
+    names = []
+    server_ctx.sni_callback = lambda sslobj, name, ctx: names.append(name)
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client)
+    client.set_alpn_protocols(["http/1.1"])
+
+    async def main():
+        server, port = await _tls_echo_server(server_ctx)
+        async with server:
+            _, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client, server_hostname="other.test"
+            )
+            alpn = writer.get_extra_info("ssl_object").selected_alpn_protocol()
+            writer.close()
+            await writer.wait_closed()
+            return alpn
+
+    assert loop.run_until_complete(main()) == "http/1.1"
+    assert names == ["other.test"]
+
+
+def test_wrong_host_name_fails_verification(loop, server_ctx, client_ctx):
+    async def main():
+        server, port = await _tls_echo_server(server_ctx)
+        async with server:
+            with pytest.raises(ssl.SSLCertVerificationError) as info:
+                await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=client_ctx, server_hostname="wrong.test"
+                )
+            return info.value.verify_message
+
+    assert "Hostname mismatch" in loop.run_until_complete(main())
+
+
+def test_expired_certificate_fails_verification(loop, ca, client_ctx):
+    expired = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(
+        "localhost",
+        not_before=datetime.datetime(2000, 1, 1),
+        not_after=datetime.datetime(2001, 1, 1),
+    ).configure_cert(expired)
+
+    async def main():
+        server, port = await _tls_echo_server(expired)
+        async with server:
+            with pytest.raises(ssl.SSLCertVerificationError) as info:
+                await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+                )
+            return info.value.verify_message
+
+    assert loop.run_until_complete(main()) == "certificate has expired"
+
+
+def test_plain_tcp_client_to_a_tls_server_is_dropped(loop, server_ctx):
+    async def main():
+        reports = []
+        loop.set_exception_handler(lambda _loop, context: reports.append(context))
+        server, port = await _tls_echo_server(server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\n\r\n")
+            # The server answers with a TLS alert or just closes; either way the stream ends.
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+        return any(isinstance(r.get("exception"), ssl.SSLError) for r in reports)
+
+    # asyncio logs the failed handshake through the exception handler.
+    assert loop.run_until_complete(main())
+
+
+def test_a_handshake_that_never_finishes_times_out(loop, client_ctx):
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        try:
+            with pytest.raises(ConnectionAbortedError) as info:
+                await asyncio.open_connection(
+                    "127.0.0.1",
+                    listener.getsockname()[1],
+                    ssl=client_ctx,
+                    server_hostname="localhost",
+                    ssl_handshake_timeout=0.2,
+                )
+            return str(info.value)
+        finally:
+            listener.close()
+
+    message = loop.run_until_complete(main())
+    assert message == "SSL handshake is taking longer than 0.2 seconds: aborting the connection"
+
+
+def test_a_peer_that_drops_mid_record(loop, server_ctx, client_ctx):
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+
+        async def tls_then_drop():
+            # A real TLS server, reached through a relay that cuts the stream mid-record.
+            server, tls_port = await _tls_echo_server(server_ctx)
+            conn, _ = await loop.sock_accept(listener)
+            upstream = socket.create_connection(("127.0.0.1", tls_port))
+            upstream.setblocking(False)
+            conn.setblocking(False)
+
+            async def pump(src, dst, limit=None):
+                sent = 0
+                while data := await loop.sock_recv(src, 65536):
+                    if limit is not None and sent + len(data) > limit:
+                        await loop.sock_sendall(dst, data[: limit - sent])
+                        return True
+                    await loop.sock_sendall(dst, data)
+                    sent += len(data)
+                return False
+
+            up = asyncio.create_task(pump(conn, upstream))
+            # Pass the handshake and 10 bytes of the first application record, then hang up.
+            down = asyncio.create_task(pump(upstream, conn))
+            await asyncio.sleep(0.3)
+            down.cancel()
+            await loop.sock_sendall(conn, b"\x17\x03\x03\x40\x00" + b"\0" * 10)
+            conn.close()
+            upstream.close()
+            up.cancel()
+            server.close()
+
+        relay = asyncio.create_task(tls_then_drop())
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await asyncio.wait_for(reader.readexactly(100), 10)
+        await relay
+        writer.close()
+        listener.close()
+        return writer.is_closing()
+
+    assert loop.run_until_complete(main())
