@@ -1,4 +1,5 @@
-"""The socket transports ferroloop's loop hands to protocols: streams (TCP, Unix) and datagrams.
+"""The transports ferroloop's loop hands to protocols: socket streams (TCP, Unix), datagrams, and
+the read end of pipes.
 
 What runs per packet (reads, writes, flushes, flow control) is native, in `_ferroloop.SocketStream`
 and `_ferroloop.DatagramSocket`; these classes are the asyncio transports that protocols and
@@ -16,9 +17,9 @@ import math
 import selectors
 import socket
 import warnings
-from asyncio import base_events, constants, futures, transports, trsock
+from asyncio import base_events, constants, futures, transports, trsock, unix_events
 
-from ._ferroloop import DatagramSocket, SocketStream
+from ._ferroloop import DatagramSocket, SocketStream, pipe_read_ready_method
 
 logger = logging.getLogger("asyncio")
 
@@ -233,3 +234,12 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
 
     def sendto(self, data, addr=None):
         self._core.sendto(data, addr)
+
+
+class ReadPipeTransport(unix_events._UnixReadPipeTransport):
+    """asyncio's read pipe transport (subprocess pipes, `connect_read_pipe`), whose per-packet
+    `_read_ready` is native: it reads into the thread's buffer instead of a fresh 256 KiB bytes
+    object per packet, and otherwise does what asyncio's does, on the same attributes."""
+
+
+ReadPipeTransport._read_ready = pipe_read_ready_method(ReadPipeTransport)

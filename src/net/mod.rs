@@ -1,13 +1,16 @@
-//! Networking: the per-packet halves of the stream and datagram socket transports. The Python
-//! halves (`python/ferroloop/_transports.py`) hold what runs per connection.
+//! Networking: the per-packet halves of the stream and datagram socket transports and of the read
+//! pipe transport. The Python halves (`python/ferroloop/_transports.py`) hold what runs per
+//! connection.
 
 mod base;
 mod byte_view;
 mod calls;
 mod datagram;
+mod pipe;
 mod sockaddr;
 mod stream;
 mod sys;
 
 pub use datagram::DatagramSocket;
+pub use pipe::pipe_read_ready_method;
 pub use stream::SocketStream;
