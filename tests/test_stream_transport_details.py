@@ -5,7 +5,9 @@ failures, writes after the connection is lost, and what the transport object is.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 import sys
 from asyncio import transports, trsock
@@ -229,3 +231,18 @@ def test_what_the_transport_is(loop):
             peer.close()
 
     assert loop.run_until_complete(main()) == (True,) * 7
+
+
+def test_a_socket_closed_behind_the_loops_back_gives_an_error(loop):
+    async def main():
+        transport, proto, peer = await _pair(loop)
+        transport.pause_reading()
+        # Behind the loop's back: the socket object lets go of the fd, which is then closed; the
+        # transport still writes to that number.
+        os.close(transport.get_extra_info("socket")._sock.detach())
+        transport.write(b"x")
+        exc = await asyncio.wait_for(proto.lost, 10)
+        peer.close()
+        return type(exc), getattr(exc, "errno", None)
+
+    assert loop.run_until_complete(main()) == (OSError, errno.EBADF)
