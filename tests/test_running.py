@@ -281,3 +281,43 @@ def test_forked_child_cannot_run_or_disturb_the_parents_loop():
     a.close()
     b.close()
     assert seen == [b"x"]
+
+
+SECOND_CTRL_C_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, sys
+    import ferroloop
+
+    async def main():
+        print("ready", flush=True)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            print("main task cancelled", flush=True)
+            await asyncio.sleep(30)  # ignores the first Ctrl-C
+
+    try:
+        if sys.argv[1] == "ferroloop":
+            ferroloop.run(main())
+        else:
+            asyncio.run(main())
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
+def test_a_second_ctrl_c_interrupts(loop_name):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SECOND_CTRL_C_PROGRAM, loop_name],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "main task cancelled"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert out.splitlines() == ["KeyboardInterrupt"]
+    assert proc.returncode == 0

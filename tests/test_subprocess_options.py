@@ -1,0 +1,154 @@
+"""Subprocess options and errors (issue 4's list), on asyncio and ferroloop alike: the stdio kinds,
+cwd/env/pass_fds/start_new_session, asyncio's validation errors, the transport's methods, and the
+child watcher fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+PY = sys.executable
+
+
+def test_stdio_kinds(loop, tmp_path):
+    async def main():
+        out_file = open(tmp_path / "out.txt", "wb")  # noqa: SIM115 - closed below
+        try:
+            # stdout to a file object, stderr to STDOUT (the same file), stdin from DEVNULL.
+            proc = await asyncio.create_subprocess_exec(
+                PY,
+                "-c",
+                "import sys; print(repr(sys.stdin.read())); print('err', file=sys.stderr)",
+                stdin=subprocess.DEVNULL,
+                stdout=out_file,
+                stderr=subprocess.STDOUT,
+            )
+            await proc.wait()
+        finally:
+            out_file.close()
+        # stdin from a raw fd, stdout as a PIPE.
+        r, w = os.pipe()
+        os.write(w, b"from an fd")
+        os.close(w)
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", "import sys; print(sys.stdin.read())", stdin=r, stdout=subprocess.PIPE
+        )
+        os.close(r)
+        piped, _ = await proc.communicate()
+        return (tmp_path / "out.txt").read_bytes(), piped
+
+    file_out, piped = loop.run_until_complete(main())
+    assert file_out.split() == [b"''", b"err"]
+    assert piped == b"from an fd\n"
+
+
+def test_cwd_env_pass_fds_and_new_session(loop, tmp_path):
+    async def main():
+        r, w = os.pipe()
+        code = (
+            "import os; print(os.getcwd()); print(os.environ['FERRO']);"
+            f"os.write({w}, b'passed'); print(os.getsid(0) == os.getpid())"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            code,
+            cwd=tmp_path,
+            env={**os.environ, "FERRO": "loop"},
+            pass_fds=(w,),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        os.close(w)
+        passed = os.read(r, 100)
+        os.close(r)
+        return out.decode().split(), passed
+
+    lines, passed = loop.run_until_complete(main())
+    assert lines == [str(tmp_path), "loop", "True"]
+    assert passed == b"passed"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"universal_newlines": True}, "universal_newlines must be False"),
+        ({"text": True}, "text must be False"),
+        ({"encoding": "utf-8"}, "encoding must be None"),
+        ({"errors": "strict"}, "errors must be None"),
+        ({"bufsize": 1}, "bufsize must be 0"),
+    ],
+)
+def test_validation_errors(loop, kwargs, message):
+    async def main():
+        with pytest.raises(ValueError) as info:
+            await asyncio.create_subprocess_exec(PY, "-c", "pass", **kwargs)
+        return str(info.value)
+
+    assert loop.run_until_complete(main()) == message
+
+
+def test_transport_methods_and_returncodes(loop):
+    async def main():
+        transport, protocol = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol,
+            PY,
+            "-c",
+            "import time; time.sleep(30)",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        pid = transport.get_pid()
+        before = transport.get_returncode()
+        has_stdin = transport.get_pipe_transport(0) is not None
+        no_stdout = transport.get_pipe_transport(1) is None
+        transport.send_signal(signal.SIGTERM)
+        await transport._wait()
+        after = transport.get_returncode()
+        transport.close()
+        return pid > 0, before, has_stdin, no_stdout, after
+
+    assert loop.run_until_complete(main()) == (True, None, True, True, -signal.SIGTERM)
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "SafeChildWatcher") or sys.version_info >= (3, 14),
+    reason="child watchers exist up to Python 3.13",
+)
+def test_an_installed_child_watcher_is_used(loop_factory):
+    # A program that installs its own watcher gets it, on ferroloop as on asyncio.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        watcher = asyncio.SafeChildWatcher()
+        loop = loop_factory()
+        try:
+            watcher.attach_loop(loop)
+            policy.set_child_watcher(watcher)
+            seen = []
+            original = watcher.add_child_handler
+
+            def spy(pid, callback, *args):
+                seen.append(pid)
+                return original(pid, callback, *args)
+
+            watcher.add_child_handler = spy
+
+            async def main():
+                proc = await asyncio.create_subprocess_exec(PY, "-c", "raise SystemExit(3)")
+                return proc.pid, await proc.wait()
+
+            pid, code = loop.run_until_complete(main())
+        finally:
+            policy.set_child_watcher(None)
+            watcher.close()
+            loop.close()
+    assert code == 3
+    assert seen == [pid]
