@@ -182,17 +182,23 @@ def test_sni_and_alpn(loop, ca, client_ctx):
     assert names == ["other.test"]
 
 
-def test_wrong_host_name_fails_verification(loop, server_ctx, client_ctx):
+def _verify_message(loop, server_ctx, client_ctx, server_hostname):
+    """Connects to a TLS server and returns why the client refused its certificate."""
+
     async def main():
         server, port = await _tls_echo_server(server_ctx)
         async with server:
             with pytest.raises(ssl.SSLCertVerificationError) as info:
                 await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=client_ctx, server_hostname="wrong.test"
+                    "127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname
                 )
             return info.value.verify_message
 
-    assert "Hostname mismatch" in loop.run_until_complete(main())
+    return loop.run_until_complete(main())
+
+
+def test_wrong_host_name_fails_verification(loop, server_ctx, client_ctx):
+    assert "Hostname mismatch" in _verify_message(loop, server_ctx, client_ctx, "wrong.test")
 
 
 def test_expired_certificate_fails_verification(loop, ca, client_ctx):
@@ -202,17 +208,8 @@ def test_expired_certificate_fails_verification(loop, ca, client_ctx):
         not_before=datetime.datetime(2000, 1, 1),
         not_after=datetime.datetime(2001, 1, 1),
     ).configure_cert(expired)
-
-    async def main():
-        server, port = await _tls_echo_server(expired)
-        async with server:
-            with pytest.raises(ssl.SSLCertVerificationError) as info:
-                await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-                )
-            return info.value.verify_message
-
-    assert loop.run_until_complete(main()) == "certificate has expired"
+    message = _verify_message(loop, expired, client_ctx, "localhost")
+    assert message == "certificate has expired"
 
 
 def test_plain_tcp_client_to_a_tls_server_is_dropped(loop, server_ctx):

@@ -254,8 +254,9 @@ mod tests {
         while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 
-    #[test]
-    fn undrained_reader_is_reported_again_after_rearm() {
+    /// A poller watching the read end of a pipe that holds one byte, after the poll that reported
+    /// it: (poller, interests, read end, write end, the poll's events).
+    fn polled_readable_pipe() -> (Poller, Interests, RawFd, RawFd, Vec<Readiness>) {
         let (mut poller, mut interests, _waker) = new().unwrap();
         let (r, w) = pipe();
         interests.set(r, true, false).unwrap();
@@ -264,6 +265,12 @@ mod tests {
         poller
             .poll(Some(Duration::from_millis(100)), &mut out)
             .unwrap();
+        (poller, interests, r, w, out)
+    }
+
+    #[test]
+    fn undrained_reader_is_reported_again_after_rearm() {
+        let (mut poller, mut interests, r, w, mut out) = polled_readable_pipe();
         assert_eq!(
             out,
             vec![Readiness {
@@ -301,14 +308,7 @@ mod tests {
 
     #[test]
     fn a_settled_reader_is_not_rearmed_but_new_data_still_reports() {
-        let (mut poller, mut interests, _waker) = new().unwrap();
-        let (r, w) = pipe();
-        interests.set(r, true, false).unwrap();
-        write_byte(w);
-        let mut out = vec![];
-        poller
-            .poll(Some(Duration::from_millis(100)), &mut out)
-            .unwrap();
+        let (mut poller, mut interests, r, w, mut out) = polled_readable_pipe();
         assert_eq!(out.len(), 1);
         interests.dispatched(r, true, false, false);
         read_all(r);
