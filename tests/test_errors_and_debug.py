@@ -200,3 +200,47 @@ def test_close_while_running_is_refused(loop):
     loop.call_soon(try_close)
     loop.run_forever()
     assert errors == ["Cannot close a running event loop"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda loop: loop.call_later(),
+            "BaseEventLoop.call_later() missing 2 required positional arguments: "
+            "'delay' and 'callback'",
+        ),
+        (
+            lambda loop: loop.call_at(1),
+            "BaseEventLoop.call_at() missing 1 required positional argument: 'callback'",
+        ),
+        (
+            lambda loop: loop.call_soon(),
+            "BaseEventLoop.call_soon() missing 1 required positional argument: 'callback'",
+        ),
+        (
+            lambda loop: loop.call_later(1, print, foo=1),
+            "BaseEventLoop.call_later() got an unexpected keyword argument 'foo'",
+        ),
+        (
+            lambda loop: loop.call_soon(print, callback=print),
+            "BaseEventLoop.call_soon() got multiple values for argument 'callback'",
+        ),
+        (lambda loop: loop.call_later(None, print), "delay must not be None"),
+        (lambda loop: loop.call_at(None, print), "when cannot be None"),
+    ],
+)
+def test_scheduling_argument_errors(loop, call, message):
+    with pytest.raises(TypeError) as info:
+        call(loop)
+    assert str(info.value) == message
+
+
+def test_scheduling_accepts_keywords(loop):
+    later = loop.call_later(delay=5, callback=print)
+    soon = loop.call_soon(callback=print, context=None)
+    at = loop.call_at(when=loop.time() + 1, callback=print)
+    assert later.when() > loop.time()
+    assert (type(soon).__name__, type(at).__name__) == ("Handle", "TimerHandle")
+    for handle in (later, soon, at):
+        handle.cancel()

@@ -1,10 +1,12 @@
-//! `call_soon` as a plain METH_FASTCALL method.
+//! `call_soon`, `call_later` and `call_at` as plain METH_FASTCALL methods.
 //!
-//! It is the loop's hottest entry point: every task step and every future callback comes through
-//! it (`loop.call_soon(step, context=ctx)` from C). Going through PyO3's generic argument parser
-//! and trampoline cost about 180 instructions per call, 3% of a whole `await asyncio.sleep(0)`
-//! round trip (callgrind); this entry parses its one positional, its `*args` and its `context`
-//! keyword itself and then shares `LoopCore::schedule_soon` with everything else.
+//! They are the loop's hottest entry points: every task step and every future callback comes
+//! through `call_soon` (`loop.call_soon(step, context=ctx)` from C), every timeout and sleep through
+//! `call_at`/`call_later`. Going through PyO3's generic argument parser and trampoline cost about
+//! 180 instructions per call, 3% of a whole `await asyncio.sleep(0)` round trip (callgrind). These
+//! entries parse `([when|delay,] callback, *args, context=None)` themselves, with the messages
+//! CPython gives for `BaseEventLoop`'s Python signatures, and then share the scheduling code with
+//! everything else.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -16,9 +18,57 @@ use pyo3::types::{PyString, PyTuple};
 
 use super::LoopCore;
 
-/// Positional arguments `args[..nargs]` and keyword values `args[nargs..]` named by `kwnames`.
-unsafe fn call_soon_impl(
+/// Which entry point: `call_soon`, `call_later` or `call_at`.
+#[derive(Clone, Copy)]
+enum Entry {
+    Soon,
+    Later,
+    At,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Soon => "call_soon",
+            Entry::Later => "call_later",
+            Entry::At => "call_at",
+        }
+    }
+
+    /// The parameters before `*args`, in order.
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            Entry::Soon => &["callback"],
+            Entry::Later => &["delay", "callback"],
+            Entry::At => &["when", "callback"],
+        }
+    }
+}
+
+fn missing_error(entry: Entry, missing: &[&str]) -> PyErr {
+    let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
+    let list = match quoted.as_slice() {
+        [one] => one.clone(),
+        [first, second] => format!("{first} and {second}"),
+        _ => quoted.join(", "),
+    };
+    let plural = if missing.len() == 1 {
+        "argument"
+    } else {
+        "arguments"
+    };
+    PyTypeError::new_err(format!(
+        "BaseEventLoop.{}() missing {} required positional {plural}: {list}",
+        entry.name(),
+        missing.len()
+    ))
+}
+
+/// Positional arguments `args[..nargs]` and keyword values `args[nargs..]` named by `kwnames`,
+/// sorted into the parameters, `*args` and `context`.
+unsafe fn call_impl(
     py: Python<'_>,
+    entry: Entry,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -28,14 +78,14 @@ unsafe fn call_soon_impl(
     // (LoopCore), `nargs` positional and len(kwnames) keyword values in `args`, all borrowed.
     let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
     let nargs = nargs as usize;
-    if nargs == 0 {
-        return Err(PyTypeError::new_err(
-            "call_soon() missing 1 required positional argument: 'callback'",
-        ));
+    let params = entry.params();
+    let mut values: [Option<Bound<'_, PyAny>>; 2] = [None, None];
+    for (i, slot) in values.iter_mut().take(params.len().min(nargs)).enumerate() {
+        *slot = Some(Bound::from_borrowed_ptr(py, *args.add(i)));
     }
-    let callback = Bound::from_borrowed_ptr(py, *args);
-    let extra = std::slice::from_raw_parts(args.add(1), nargs - 1)
+    let extra = std::slice::from_raw_parts(args, nargs)
         .iter()
+        .skip(params.len())
         .map(|&arg| Bound::from_borrowed_ptr(py, arg));
     let call_args = PyTuple::new(py, extra)?;
     let mut context = None;
@@ -43,19 +93,56 @@ unsafe fn call_soon_impl(
         let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
         for (i, name) in names.iter().enumerate() {
             let name = name.cast_into::<PyString>()?;
-            if name.to_str()? != "context" {
+            let value = Bound::from_borrowed_ptr(py, *args.add(nargs + i));
+            let name = name.to_str()?;
+            if name == "context" {
+                context = Some(value.unbind());
+                continue;
+            }
+            let Some(index) = params.iter().position(|p| *p == name) else {
                 return Err(PyTypeError::new_err(format!(
-                    "call_soon() got an unexpected keyword argument '{name}'"
+                    "BaseEventLoop.{}() got an unexpected keyword argument '{name}'",
+                    entry.name()
+                )));
+            };
+            if values[index].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "BaseEventLoop.{}() got multiple values for argument '{name}'",
+                    entry.name()
                 )));
             }
-            context = Some(Bound::from_borrowed_ptr(py, *args.add(nargs + i)).unbind());
+            values[index] = Some(value);
         }
     }
-    let handle = LoopCore::schedule_soon(&slf, &callback, &call_args, context, "call_soon")?;
-    Ok(handle.into_any())
+    let missing: Vec<&str> = params
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing_error(entry, &missing));
+    }
+    let [first, second] = values;
+    let (first, second) = (first.expect("checked above"), second);
+    match entry {
+        Entry::Soon => {
+            Ok(LoopCore::schedule_soon(&slf, &first, &call_args, context, "call_soon")?.into_any())
+        }
+        Entry::Later => {
+            let callback = second.expect("checked above");
+            Ok(LoopCore::call_later_impl(&slf, &first, &callback, &call_args, context)?.into_any())
+        }
+        Entry::At => {
+            let callback = second.expect("checked above");
+            Ok(LoopCore::call_at_impl(&slf, &first, &callback, &call_args, context)?.into_any())
+        }
+    }
 }
 
-unsafe extern "C" fn call_soon_fastcall(
+/// The C entry of one of the methods: no Rust panic may unwind into CPython.
+unsafe fn fastcall(
+    entry: Entry,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -64,42 +151,99 @@ unsafe extern "C" fn call_soon_fastcall(
     // SAFETY: CPython calls methods with the GIL held.
     let py = Python::assume_attached();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        call_soon_impl(py, slf, args, nargs, kwnames)
+        call_impl(py, entry, slf, args, nargs, kwnames)
     }));
     let err = match outcome {
         Ok(Ok(handle)) => return handle.into_ptr(),
         Ok(Err(err)) => err,
-        // No Rust panic may unwind into CPython: it becomes an exception like any other error.
-        Err(_) => PyRuntimeError::new_err("internal error in ferroloop's call_soon (a Rust panic)"),
+        Err(_) => PyRuntimeError::new_err(format!(
+            "internal error in ferroloop's {} (a Rust panic)",
+            entry.name()
+        )),
     };
     err.restore(py);
     ptr::null_mut()
 }
 
-/// Installs `call_soon` on the LoopCore type.
+unsafe extern "C" fn call_soon_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    fastcall(Entry::Soon, slf, args, nargs, kwnames)
+}
+
+unsafe extern "C" fn call_later_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    fastcall(Entry::Later, slf, args, nargs, kwnames)
+}
+
+unsafe extern "C" fn call_at_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    fastcall(Entry::At, slf, args, nargs, kwnames)
+}
+
+type FastCall = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+const METHODS: [(&std::ffi::CStr, FastCall, &std::ffi::CStr); 3] = [
+    (
+        c"call_soon",
+        call_soon_fastcall,
+        c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible.",
+    ),
+    (
+        c"call_later",
+        call_later_fastcall,
+        c"call_later(delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after the given delay, in seconds.",
+    ),
+    (
+        c"call_at",
+        call_at_fastcall,
+        c"call_at(when, callback, *args, context=None)\n--\n\nLike call_later(), but uses an absolute time (loop.time()).",
+    ),
+];
+
+/// Installs the entry points on the LoopCore type.
 pub(crate) fn install(loop_type: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
     let py = loop_type.py();
-    // The method table must outlive the type; types live as long as the interpreter.
-    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"call_soon".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: call_soon_fastcall,
-        },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible.".as_ptr(),
-    }));
-    // SAFETY: a valid type object and a method table that lives forever.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def))?
-    };
-    // The type's own dict, as CPython fills it for its own types; then invalidate caches.
-    // SAFETY: tp_dict of a ready type is a dict.
-    unsafe {
-        let dict = (*loop_type.as_type_ptr()).tp_dict;
-        if ffi::PyDict_SetItemString(dict, c"call_soon".as_ptr(), descr.as_ptr()) < 0 {
-            return Err(PyErr::fetch(py));
+    for (name, function, doc) in METHODS {
+        // The method table must outlive the type; types live as long as the interpreter.
+        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: function,
+            },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: a valid type object and a method table that lives forever.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def))?
+        };
+        // The type's own dict, as CPython fills it for its own types.
+        // SAFETY: tp_dict of a ready type is a dict.
+        unsafe {
+            let dict = (*loop_type.as_type_ptr()).tp_dict;
+            if ffi::PyDict_SetItemString(dict, name.as_ptr(), descr.as_ptr()) < 0 {
+                return Err(PyErr::fetch(py));
+            }
         }
-        ffi::PyType_Modified(loop_type.as_type_ptr());
     }
+    // SAFETY: a ready type whose dict changed: invalidate the method caches.
+    unsafe { ffi::PyType_Modified(loop_type.as_type_ptr()) };
     Ok(())
 }

@@ -198,9 +198,11 @@ impl LoopCore {
         }
         Ok(handle)
     }
+}
 
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+impl LoopCore {
+    /// `call_later`, once its arguments are sorted out (see `fastcall`).
+    pub(super) fn call_later_impl(
         slf: &Bound<'_, LoopCore>,
         delay: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
@@ -218,8 +220,8 @@ impl LoopCore {
         LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    /// `call_at`, once its arguments are sorted out (see `fastcall`).
+    pub(super) fn call_at_impl(
         slf: &Bound<'_, LoopCore>,
         when: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
