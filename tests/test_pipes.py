@@ -31,6 +31,7 @@ def test_more_than_a_read_buffer_then_eof(loop):
     async def main():
         a, b = socket.socketpair()
         a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        a.setblocking(False)
         payload = os.urandom(1 << 20)
         transport, proto = await loop.connect_read_pipe(lambda: Recorder(loop), b)
         transport.pause_reading()
