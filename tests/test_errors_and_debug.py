@@ -226,6 +226,11 @@ def test_close_while_running_is_refused(loop):
             lambda loop: loop.call_soon(print, callback=print),
             "BaseEventLoop.call_soon() got multiple values for argument 'callback'",
         ),
+        (
+            lambda loop: loop.call_soon_threadsafe(),
+            "BaseEventLoop.call_soon_threadsafe() missing 1 required positional argument: "
+            "'callback'",
+        ),
         (lambda loop: loop.call_later(None, print), "delay must not be None"),
         (lambda loop: loop.call_at(None, print), "when cannot be None"),
     ],

@@ -1,4 +1,4 @@
-//! `call_soon`, `call_later` and `call_at` as plain METH_FASTCALL methods.
+//! `call_soon`, `call_soon_threadsafe`, `call_later` and `call_at` as plain METH_FASTCALL methods.
 //!
 //! They are the loop's hottest entry points: every task step and every future callback comes
 //! through `call_soon` (`loop.call_soon(step, context=ctx)` from C), every timeout and sleep through
@@ -18,10 +18,11 @@ use pyo3::types::{PyString, PyTuple};
 
 use super::LoopCore;
 
-/// Which entry point: `call_soon`, `call_later` or `call_at`.
+/// Which entry point.
 #[derive(Clone, Copy)]
 enum Entry {
     Soon,
+    SoonThreadsafe,
     Later,
     At,
 }
@@ -30,6 +31,7 @@ impl Entry {
     fn name(self) -> &'static str {
         match self {
             Entry::Soon => "call_soon",
+            Entry::SoonThreadsafe => "call_soon_threadsafe",
             Entry::Later => "call_later",
             Entry::At => "call_at",
         }
@@ -38,7 +40,7 @@ impl Entry {
     /// The parameters before `*args`, in order.
     fn params(self) -> &'static [&'static str] {
         match self {
-            Entry::Soon => &["callback"],
+            Entry::Soon | Entry::SoonThreadsafe => &["callback"],
             Entry::Later => &["delay", "callback"],
             Entry::At => &["when", "callback"],
         }
@@ -129,6 +131,9 @@ unsafe fn call_impl(
         Entry::Soon => {
             Ok(LoopCore::schedule_soon(&slf, &first, &call_args, context, "call_soon")?.into_any())
         }
+        Entry::SoonThreadsafe => {
+            Ok(LoopCore::call_soon_threadsafe_impl(&slf, &first, &call_args, context)?.into_any())
+        }
         Entry::Later => {
             let callback = second.expect("checked above");
             Ok(LoopCore::call_later_impl(&slf, &first, &callback, &call_args, context)?.into_any())
@@ -174,6 +179,15 @@ unsafe extern "C" fn call_soon_fastcall(
     fastcall(Entry::Soon, slf, args, nargs, kwnames)
 }
 
+unsafe extern "C" fn call_soon_threadsafe_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    fastcall(Entry::SoonThreadsafe, slf, args, nargs, kwnames)
+}
+
 unsafe extern "C" fn call_later_fastcall(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -199,11 +213,16 @@ type FastCall = unsafe extern "C" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
-const METHODS: [(&std::ffi::CStr, FastCall, &std::ffi::CStr); 3] = [
+const METHODS: [(&std::ffi::CStr, FastCall, &std::ffi::CStr); 4] = [
     (
         c"call_soon",
         call_soon_fastcall,
         c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible.",
+    ),
+    (
+        c"call_soon_threadsafe",
+        call_soon_threadsafe_fastcall,
+        c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), but thread-safe.",
     ),
     (
         c"call_later",

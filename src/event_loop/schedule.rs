@@ -183,9 +183,11 @@ impl LoopCore {
         }
         Ok(())
     }
+}
 
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+impl LoopCore {
+    /// `call_soon_threadsafe`, once its arguments are sorted out (see `fastcall`).
+    pub(super) fn call_soon_threadsafe_impl(
         slf: &Bound<'_, LoopCore>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
@@ -198,9 +200,7 @@ impl LoopCore {
         }
         Ok(handle)
     }
-}
 
-impl LoopCore {
     /// `call_later`, once its arguments are sorted out (see `fastcall`).
     pub(super) fn call_later_impl(
         slf: &Bound<'_, LoopCore>,

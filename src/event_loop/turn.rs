@@ -26,6 +26,21 @@ impl LoopCore {
             }
             std::mem::take(&mut st.events)
         };
+        let mut timeout = timeout;
+        if timeout != Some(0.0) {
+            // A signal that arrived since the last Python code ran (while this turn's native
+            // bookkeeping ran) has tripped its flag but will not interrupt the wait: its Python
+            // handler runs now, or the wait could outlast it (a Ctrl-C during `sleep(30)`). What
+            // the handler scheduled (asyncio.Runner cancels the main task) must not wait either.
+            if let Err(err) = py.check_signals() {
+                self.state.borrow_mut(py).events = events;
+                return Err(err);
+            }
+            let st = self.state.borrow(py);
+            if st.scheduler.ready_len() > 0 || st.stopping {
+                timeout = Some(0.0);
+            }
+        }
         let mut poller = self
             .poller
             .try_lock()
