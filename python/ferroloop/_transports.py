@@ -34,6 +34,8 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
     _sock = None
 
     def _attach_socket(self, loop, sock, extra):
+        # `_sock` is set last, by `_start`, once the native core exists: from then on
+        # __del__ may warn about an unclosed transport, and its repr needs the core.
         transports.BaseTransport.__init__(self, extra)
         self._loop = loop
         self._extra["socket"] = trsock.TransportSocket(sock)
@@ -46,12 +48,12 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
                 self._extra["peername"] = sock.getpeername()
             except OSError:
                 self._extra["peername"] = None
-        self._sock = sock
         self._sock_fd = sock.fileno()
         self._server = None
         self._high_water, self._low_water = 64 * 1024, 16 * 1024
 
-    def _start(self, loop, protocol, waiter):
+    def _start(self, loop, sock, protocol, waiter):
+        self._sock = sock
         loop._transports[self._sock_fd] = self
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made() has run.
@@ -189,7 +191,7 @@ class SocketTransport(_NativeTransport):
                 server._attach()
         # Disable Nagle's algorithm: small writes leave without waiting for the peer's ACK.
         base_events._set_nodelay(sock)
-        self._start(loop, protocol, waiter)
+        self._start(loop, sock, protocol, waiter)
 
     def write(self, data):
         self._core.write(data)
@@ -230,7 +232,7 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
         self._core = DatagramSocket(
             loop, self, sock, protocol, address, bool(self._extra["peername"])
         )
-        self._start(loop, protocol, waiter)
+        self._start(loop, sock, protocol, waiter)
 
     def sendto(self, data, addr=None):
         self._core.sendto(data, addr)
