@@ -251,3 +251,24 @@ def test_child_exits_are_watched_without_a_thread_per_child():
         return during - before, codes
 
     assert ferroloop.run(main()) == (0, [0] * 20)
+
+
+def test_socket_factories_refuse_an_owned_fd_where_asyncio_does(loop):
+    # Newer Pythons' _make_socket_transport first checks that no transport owns the fd.
+    from asyncio import selector_events
+
+    stdlib = selector_events.BaseSelectorEventLoop._make_socket_transport
+    if "_ensure_fd_no_transport" not in stdlib.__code__.co_names:
+        pytest.skip("this Python's asyncio creates the transport without that check")
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        try:
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                loop._make_socket_transport(a, asyncio.Protocol())
+        finally:
+            transport.close()
+            b.close()
+
+    loop.run_until_complete(main())

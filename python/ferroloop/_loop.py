@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, sslproto, unix_events
+from asyncio import base_events, coroutines, events, selector_events, sslproto, unix_events
 
 from ._ferroloop import LoopCore
 from ._transports import DatagramTransport, ReadPipeTransport, SocketTransport
@@ -43,6 +43,18 @@ def _pidfds_work() -> bool:
 
 
 _PIDFDS_WORK = _pidfds_work()
+
+
+def _refuses_owned_fds(method) -> bool:
+    """Whether the stdlib's transport factory `method` first checks that no transport owns the
+    socket's fd (newer Pythons do): ferroloop's factories then check too."""
+    return "_ensure_fd_no_transport" in method.__code__.co_names
+
+
+_SOCKET_FACTORIES_CHECK_FD = {
+    name: _refuses_owned_fds(getattr(selector_events.BaseSelectorEventLoop, name))
+    for name in ("_make_socket_transport", "_make_ssl_transport", "_make_datagram_transport")
+}
 
 
 def _is_numeric_host(host) -> bool:
@@ -179,6 +191,8 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     # asyncio's SSLProtocol on top of the stream transport.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if _SOCKET_FACTORIES_CHECK_FD["_make_socket_transport"]:
+            self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(
@@ -195,6 +209,8 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         **timeouts,
     ):
         # timeouts: ssl_handshake_timeout, and ssl_shutdown_timeout from Python 3.11 on.
+        if _SOCKET_FACTORIES_CHECK_FD["_make_ssl_transport"]:
+            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
@@ -205,6 +221,8 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if sock.family not in DatagramTransport.FAMILIES:
             # Other families' addresses (netlink, CAN...) are the socket module's to convert.
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        if _SOCKET_FACTORIES_CHECK_FD["_make_datagram_transport"]:
+            self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
