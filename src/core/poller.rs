@@ -1,18 +1,18 @@
-//! Readiness polling on mio, with asyncio's level-triggered contract on top of epoll's edges.
+//! Readiness polling on an epoll instance, level-triggered like asyncio's `EpollSelector`.
 //!
-//! mio registers every fd edge-triggered. asyncio's `add_reader` is level-triggered: a reader that
-//! leaves data unread is called again next turn. After a turn has dispatched an fd's callbacks, the
-//! fd is re-armed (`EPOLL_CTL_MOD`), which makes the kernel report it again if it is still ready;
-//! an fd that was drained stays quiet. One syscall per dispatched fd, none for idle ones.
+//! asyncio's `add_reader` is level-triggered: a reader that leaves data unread is called again next
+//! turn. mio registers every fd edge-triggered, so fds are registered here with `epoll_ctl` on
+//! mio's epoll instance, without `EPOLLET`; mio still does the polling, the event parsing and the
+//! waker. (Edge-triggered registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to
+//! behave this way: one syscall per event, which level-triggered epoll does not need.)
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
 const EVENTS_CAPACITY: usize = 1024;
@@ -24,9 +24,6 @@ pub struct Readiness {
     pub fd: RawFd,
     pub read: bool,
     pub write: bool,
-    /// An error, or the peer shut down or hung up: a state that lasts, which no later edge
-    /// announces again (see `Interests::settled`).
-    pub closed: bool,
 }
 
 /// The blocking half: owned by whichever thread runs the loop.
@@ -35,21 +32,11 @@ pub struct Poller {
     events: Events,
 }
 
-/// The registration half: which fds are watched for what, and which need re-arming.
+/// The registration half: which fds are watched for what.
 pub struct Interests {
+    /// mio's handle on the epoll instance; registrations go through its fd.
     registry: Registry,
     watched: HashMap<RawFd, (bool, bool)>,
-    /// Fds dispatched since the last poll, with what is still to re-arm.
-    rearm: HashMap<RawFd, Rearm>,
-}
-
-/// An fd dispatched this turn: which directions still need a re-arm, and whether its event
-/// carried a lasting condition (then it is re-armed whatever its callbacks did).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Rearm {
-    read: bool,
-    write: bool,
-    closed: bool,
 }
 
 /// Wakes a blocked poll from any thread, with at most one write per sleep.
@@ -71,7 +58,6 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
         Interests {
             registry,
             watched: HashMap::new(),
-            rearm: HashMap::new(),
         },
         LoopWaker {
             waker,
@@ -81,13 +67,16 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
     ))
 }
 
-fn interest(read: bool, write: bool) -> Option<Interest> {
-    match (read, write) {
-        (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-        (true, false) => Some(Interest::READABLE),
-        (false, true) => Some(Interest::WRITABLE),
-        (false, false) => None,
+/// The epoll bits for watching (read, write), as mio would ask for them but without `EPOLLET`.
+fn epoll_bits(read: bool, write: bool) -> u32 {
+    let mut bits = 0;
+    if read {
+        bits |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
     }
+    if write {
+        bits |= libc::EPOLLOUT as u32;
+    }
+    bits
 }
 
 impl Poller {
@@ -112,7 +101,6 @@ impl Poller {
                 fd: event.token().0 as RawFd,
                 read: other_than_write,
                 write: other_than_read,
-                closed: event.is_error() || event.is_read_closed() || event.is_write_closed(),
             });
         }
         Ok(())
@@ -129,76 +117,39 @@ impl Interests {
         self.watched.contains_key(&fd)
     }
 
+    fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: bits,
+            u64: fd as u64,
+        };
+        // SAFETY: the registry's fd is mio's live epoll instance; event is a valid epoll_event.
+        if unsafe { libc::epoll_ctl(self.registry.as_raw_fd(), op, fd, &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Watches `fd` for exactly (read, write); (false, false) stops watching it.
     /// Registration errors (a closed fd, a regular file) come back as the OS reported them.
     pub fn set(&mut self, fd: RawFd, read: bool, write: bool) -> io::Result<()> {
-        // Registering anew re-arms the fd as well.
-        self.rearm.remove(&fd);
         let old = self.watched.get(&fd).copied();
-        match (old, interest(read, write)) {
-            (None, None) => Ok(()),
-            (None, Some(i)) => {
-                self.registry
-                    .register(&mut SourceFd(&fd), Token(fd as usize), i)?;
+        match (old, read || write) {
+            (None, false) => Ok(()),
+            (None, true) => {
+                self.ctl(libc::EPOLL_CTL_ADD, fd, epoll_bits(read, write))?;
                 self.watched.insert(fd, (read, write));
                 Ok(())
             }
-            (Some(_), Some(i)) => {
-                self.registry
-                    .reregister(&mut SourceFd(&fd), Token(fd as usize), i)?;
+            (Some(_), true) => {
+                self.ctl(libc::EPOLL_CTL_MOD, fd, epoll_bits(read, write))?;
                 self.watched.insert(fd, (read, write));
                 Ok(())
             }
-            (Some(_), None) => {
+            (Some(_), false) => {
                 self.watched.remove(&fd);
                 // The fd may already be closed, which removed it from epoll: nothing to undo then.
-                let _ = self.registry.deregister(&mut SourceFd(&fd));
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0);
                 Ok(())
-            }
-        }
-    }
-
-    /// Notes that `fd`'s reader and/or writer were queued this turn, so it is re-armed before the
-    /// next poll.
-    pub fn dispatched(&mut self, fd: RawFd, read: bool, write: bool, closed: bool) {
-        let entry = self.rearm.entry(fd).or_default();
-        entry.read |= read;
-        entry.write |= write;
-        entry.closed |= closed;
-    }
-
-    /// Notes that `fd`'s reader (or writer) left the fd where the kernel reports the next change
-    /// on its own: it read less than it asked for, or the socket took less than it was given, or
-    /// the call would have blocked. New data (or free space) is a new edge, so that direction
-    /// needs no re-arm. An EOF, hang-up or error that came with this turn's event is not: it
-    /// stays, and only a re-arm reports it again, so such an fd is always re-armed.
-    pub fn settled(&mut self, fd: RawFd, read: bool) {
-        let Some(entry) = self.rearm.get_mut(&fd) else {
-            return;
-        };
-        if entry.closed {
-            return;
-        }
-        if read {
-            entry.read = false;
-        } else {
-            entry.write = false;
-        }
-        if !entry.read && !entry.write {
-            self.rearm.remove(&fd);
-        }
-    }
-
-    /// Re-arms the fds dispatched since the last poll that are still watched and not settled.
-    pub fn rearm(&mut self) {
-        for (fd, _) in self.rearm.drain() {
-            if let Some(&(read, write)) = self.watched.get(&fd) {
-                if let Some(i) = interest(read, write) {
-                    // A failure means the fd was closed under us; the user's remove_* cleans up.
-                    let _ = self
-                        .registry
-                        .reregister(&mut SourceFd(&fd), Token(fd as usize), i);
-                }
             }
         }
     }
@@ -254,9 +205,8 @@ mod tests {
         while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 
-    /// A poller watching the read end of a pipe that holds one byte, after the poll that reported
-    /// it: (poller, interests, read end, write end, the poll's events).
-    fn polled_readable_pipe() -> (Poller, Interests, RawFd, RawFd, Vec<Readiness>) {
+    #[test]
+    fn an_undrained_reader_is_reported_again_and_a_drained_one_is_quiet() {
         let (mut poller, mut interests, _waker) = new().unwrap();
         let (r, w) = pipe();
         interests.set(r, true, false).unwrap();
@@ -265,38 +215,25 @@ mod tests {
         poller
             .poll(Some(Duration::from_millis(100)), &mut out)
             .unwrap();
-        (poller, interests, r, w, out)
-    }
-
-    #[test]
-    fn undrained_reader_is_reported_again_after_rearm() {
-        let (mut poller, mut interests, r, w, mut out) = polled_readable_pipe();
         assert_eq!(
             out,
             vec![Readiness {
                 fd: r,
                 read: true,
                 write: false,
-                closed: false,
             }]
         );
-        interests.dispatched(r, true, false, false);
-        interests.rearm();
         out.clear();
-        poller
-            .poll(Some(Duration::from_millis(100)), &mut out)
-            .unwrap();
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
         assert_eq!(
             out.len(),
             1,
             "level-triggered: still readable, so reported again"
         );
         read_all(r);
-        interests.dispatched(r, true, false, false);
-        interests.rearm();
         out.clear();
         poller.poll(Some(Duration::ZERO), &mut out).unwrap();
-        assert!(out.is_empty(), "drained fd must stay quiet");
+        assert!(out.is_empty(), "a drained fd stays quiet");
         interests.set(r, false, false).unwrap();
         assert!(!interests.is_watched(r));
         // SAFETY: closing fds this test opened.
@@ -307,68 +244,51 @@ mod tests {
     }
 
     #[test]
-    fn a_settled_reader_is_not_rearmed_but_new_data_still_reports() {
-        let (mut poller, mut interests, r, w, mut out) = polled_readable_pipe();
-        assert_eq!(out.len(), 1);
-        interests.dispatched(r, true, false, false);
-        read_all(r);
-        interests.settled(r, true);
-        assert!(interests.rearm.is_empty(), "nothing left to re-arm");
-        interests.rearm();
+    fn eof_is_reported_for_as_long_as_the_reader_watches() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        // SAFETY: closing the write end this test opened.
+        unsafe { libc::close(w) };
+        for _ in 0..2 {
+            let mut out = vec![];
+            poller
+                .poll(Some(Duration::from_millis(100)), &mut out)
+                .unwrap();
+            assert_eq!(out.len(), 1);
+            assert!(out[0].read, "a hang-up wakes the reader");
+        }
+        // SAFETY: closing the read end this test opened.
+        unsafe { libc::close(r) };
+    }
+
+    #[test]
+    fn changing_what_is_watched() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(w, false, true).unwrap();
+        let mut out = vec![];
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![Readiness {
+                fd: w,
+                read: false,
+                write: true
+            }]
+        );
+        interests.set(w, false, false).unwrap();
         out.clear();
         poller.poll(Some(Duration::ZERO), &mut out).unwrap();
-        assert!(out.is_empty());
-        write_byte(w);
-        poller
-            .poll(Some(Duration::from_millis(100)), &mut out)
-            .unwrap();
-        assert_eq!(out.len(), 1, "new data is a new edge");
+        assert!(out.is_empty(), "no longer watched");
+        interests.set(r, true, false).unwrap();
+        interests.set(r, true, true).unwrap();
+        assert_eq!(interests.get(r), (true, true));
         // SAFETY: closing fds this test opened.
         unsafe {
             libc::close(r);
             libc::close(w);
         }
-    }
-
-    #[test]
-    fn settling_one_direction_keeps_the_other_to_rearm() {
-        let (_poller, mut interests, _waker) = new().unwrap();
-        interests.dispatched(5, true, true, false);
-        interests.settled(5, true);
-        assert_eq!(
-            interests.rearm.get(&5),
-            Some(&Rearm {
-                read: false,
-                write: true,
-                closed: false
-            })
-        );
-        interests.settled(5, false);
-        assert!(interests.rearm.is_empty());
-    }
-
-    #[test]
-    fn an_fd_whose_event_carried_eof_is_rearmed_even_if_settled() {
-        let (mut poller, mut interests, _waker) = new().unwrap();
-        let (r, w) = pipe();
-        interests.set(r, true, false).unwrap();
-        write_byte(w);
-        // SAFETY: closing the write end this test opened: data and EOF arrive before the poll.
-        unsafe { libc::close(w) };
-        let mut out = vec![];
-        poller
-            .poll(Some(Duration::from_millis(100)), &mut out)
-            .unwrap();
-        assert!(out[0].closed, "the event carries the hang-up");
-        interests.dispatched(r, true, false, out[0].closed);
-        read_all(r);
-        interests.settled(r, true);
-        interests.rearm();
-        out.clear();
-        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
-        assert_eq!(out.len(), 1, "the lasting EOF is reported again");
-        // SAFETY: closing the read end this test opened.
-        unsafe { libc::close(r) };
     }
 
     #[test]

@@ -72,12 +72,6 @@ impl LoopCore {
         Ok(handle)
     }
 
-    /// The fd's reader (or writer) ran and left it where the kernel reports the next change by
-    /// itself (see `Interests::settled`): no re-arm needed before the next poll.
-    pub(crate) fn fd_settled(&self, py: Python<'_>, fd: RawFd, reader: bool) {
-        self.state.borrow_mut(py).interests.settled(fd, reader);
-    }
-
     /// Stops calling `fd`'s reader (or writer); returns whether one was installed.
     pub(crate) fn remove_fd_callback(
         &self,

@@ -19,7 +19,6 @@ impl LoopCore {
     fn poll_io(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let mut events = {
             let mut st = self.state.borrow_mut(py);
-            st.interests.rearm();
             // With nothing watched, a zero-timeout poll could only report the waker: skip it.
             if timeout == Some(0.0) && st.fd_callbacks.is_empty() {
                 return Ok(());
@@ -77,7 +76,6 @@ impl LoopCore {
                 let Some(callbacks) = st.fd_callbacks.get(&ev.fd) else {
                     continue;
                 };
-                let (mut read_queued, mut write_queued) = (false, false);
                 for (ready, slot_is_reader) in [(ev.read, true), (ev.write, false)] {
                     let slot = if slot_is_reader {
                         &callbacks.reader
@@ -89,17 +87,8 @@ impl LoopCore {
                             stale.push((ev.fd, slot_is_reader));
                         } else {
                             st.scheduler.push_ready(handle.clone_ref(py));
-                            if slot_is_reader {
-                                read_queued = true;
-                            } else {
-                                write_queued = true;
-                            }
                         }
                     }
-                }
-                if read_queued || write_queued {
-                    st.interests
-                        .dispatched(ev.fd, read_queued, write_queued, ev.closed);
                 }
             }
             st.events = events;

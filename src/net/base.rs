@@ -166,14 +166,6 @@ impl TransportBase {
         Ok(())
     }
 
-    /// This turn's read (or write) left the socket where epoll reports the next change without a
-    /// re-arm: it took less than it could, or would have blocked.
-    pub fn settled(&self, py: Python<'_>, reader: bool) {
-        if let Ok(loop_) = self.loop_(py) {
-            loop_.get().fd_settled(py, self.fd, reader);
-        }
-    }
-
     /// `loop.call_soon(transport._call_connection_lost, exc)`.
     fn schedule_connection_lost(&self, py: Python<'_>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let callback = self

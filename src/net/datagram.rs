@@ -174,10 +174,7 @@ impl DatagramSocket {
             return Ok(());
         };
         match received {
-            Io::WouldBlock => {
-                self.base.settled(py, true);
-                Ok(())
-            }
+            Io::WouldBlock => Ok(()),
             Io::Failed(err) if err.is_instance_of::<PyOSError>(py) => {
                 protocol.call_method1(intern!(py, "error_received"), (err.into_value(py),))?;
                 Ok(())
@@ -272,7 +269,6 @@ impl DatagramSocket {
             match self.send_one(py, data.as_bytes(), addr.as_ref()) {
                 Io::Done(_) => {}
                 Io::WouldBlock => {
-                    self.base.settled(py, false);
                     let mut st = self.state.borrow_mut(py);
                     st.buffer_size += data.as_bytes().len() + self.header_size;
                     st.buffer.push_front(item);

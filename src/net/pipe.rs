@@ -15,9 +15,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 
-use super::calls::{socket_call, with_read_buffer, Io, MAX_READ};
+use super::calls::{socket_call, with_read_buffer, Io};
 use super::sys;
-use crate::event_loop::LoopCore;
 use crate::pyobjects;
 
 /// `_UnixReadPipeTransport._read_ready`.
@@ -27,16 +26,6 @@ fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
         with_read_buffer(|buf| sys::read(fd, buf).map(|n| PyBytes::new(py, &buf[..n])))
     });
     let loop_ = transport.getattr(intern!(py, "_loop"))?;
-    let settled = match &received {
-        Io::Done(data) => data.as_bytes().len() < MAX_READ,
-        Io::WouldBlock => true,
-        Io::Failed(_) => false,
-    };
-    if settled {
-        if let Ok(core) = loop_.cast::<LoopCore>() {
-            core.get().fd_settled(py, fd, true);
-        }
-    }
     match received {
         Io::WouldBlock => Ok(()),
         Io::Failed(err) if err.is_instance_of::<PyOSError>(py) => {

@@ -17,7 +17,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
 use super::byte_view::ByteView;
-use super::calls::{is_exit, socket_call, with_read_buffer, Io, MAX_READ};
+use super::calls::{is_exit, socket_call, with_read_buffer, Io};
 use super::sys;
 use crate::core::write_buffer::WriteBuffer;
 use crate::errors::os_error;
@@ -77,11 +77,6 @@ impl SocketStream {
         let received = socket_call(py, || {
             with_read_buffer(|buf| sys::recv(fd, buf).map(|n| PyBytes::new(py, &buf[..n])))
         });
-        match &received {
-            Io::Done(data) if data.as_bytes().len() == MAX_READ => {}
-            Io::Done(_) | Io::WouldBlock => self.base.settled(py, true),
-            Io::Failed(_) => {}
-        }
         match received {
             Io::WouldBlock => Ok(()),
             Io::Failed(err) => {
@@ -122,15 +117,7 @@ impl SocketStream {
         };
         let fd = self.base.fd;
         let received = match ByteView::writable(&buffer) {
-            Ok(mut view) => {
-                let received = socket_call(py, || sys::recv(fd, view.as_mut_slice()));
-                match received {
-                    Io::Done(n) if n == view.as_slice().len() => {}
-                    Io::Done(_) | Io::WouldBlock => self.base.settled(py, true),
-                    Io::Failed(_) => {}
-                }
-                received
-            }
+            Ok(mut view) => socket_call(py, || sys::recv(fd, view.as_mut_slice())),
             Err(err) => Io::Failed(err),
         };
         match received {
@@ -297,10 +284,7 @@ impl SocketStream {
             sys::send(fd, self.state.borrow(py).buffer.as_slice())
         });
         let sent = match result {
-            Io::WouldBlock => {
-                self.base.settled(py, false);
-                return Ok(());
-            }
+            Io::WouldBlock => return Ok(()),
             Io::Failed(err) if is_exit(py, &err) => return Err(err),
             Io::Failed(err) => {
                 self.base.stop_watching(py, false)?;
@@ -321,9 +305,6 @@ impl SocketStream {
             }
             Io::Done(sent) => sent,
         };
-        if sent < self.state.borrow(py).buffer.len() {
-            self.base.settled(py, false);
-        }
         self.state.borrow_mut(py).buffer.consume(sent);
         self.base.maybe_resume(py, self.buffered_size(py))?; // The protocol may write more here.
         let (drained, waiter, eof) = {
