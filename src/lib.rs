@@ -23,6 +23,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<net::SocketStream>()?;
     m.add_class::<net::DatagramSocket>()?;
     m.add_function(wrap_pyfunction!(net::pipe_read_ready_method, m)?)?;
+    m.add_function(wrap_pyfunction!(net::pipe_write_methods, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,12 +1,16 @@
-"""The read pipe transport, on asyncio and ferroloop alike: callback order through EOF, reads
-larger than one read buffer, pausing, and a socket end used as a pipe."""
+"""The pipe transports, on asyncio and ferroloop alike: callback order through EOF, reads larger
+than one read buffer, pausing, a socket end used as a pipe; writes beyond the pipe's capacity with
+flow control, a closed reader, and asyncio's check of what is written."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import sys
 
+import pytest
 from test_transports import Recorder
 
 
@@ -55,3 +59,78 @@ def test_subprocess_output_larger_than_the_pipe(loop):
         return len(out), set(out), proc.returncode
 
     assert loop.run_until_complete(main()) == (3 << 20, {0}, 0)
+
+
+class WriteRecorder(asyncio.Protocol):
+    def __init__(self, loop):
+        self.paused = self.resumed = 0
+        self.lost = loop.create_future()
+
+    def pause_writing(self):
+        self.paused += 1
+
+    def resume_writing(self):
+        self.resumed += 1
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_write_pipe_buffers_beyond_the_pipe_and_drains(loop):
+    async def main():
+        r, w = os.pipe()
+        transport, proto = await loop.connect_write_pipe(
+            lambda: WriteRecorder(loop), os.fdopen(w, "wb")
+        )
+        payload = os.urandom(1 << 20)
+        transport.write(payload[:1000])
+        transport.write(bytearray(payload[1000:500_000]))
+        transport.write(memoryview(payload)[500_000:])
+        buffered = transport.get_write_buffer_size()
+        received = bytearray()
+        while len(received) < len(payload):
+            received += await loop.run_in_executor(None, os.read, r, 1 << 20)
+        transport.close()
+        exc = await asyncio.wait_for(proto.lost, 10)
+        os.close(r)
+        return buffered > 0, bytes(received) == payload, proto.paused, proto.resumed, exc
+
+    assert loop.run_until_complete(main()) == (True, True, 1, 1, None)
+
+
+def test_write_pipe_to_a_closed_reader(loop, caplog):
+    async def main():
+        r, w = os.pipe()
+        transport, proto = await loop.connect_write_pipe(
+            lambda: WriteRecorder(loop), os.fdopen(w, "wb")
+        )
+        os.close(r)
+        transport.write(b"nobody reads this")
+        exc = await asyncio.wait_for(proto.lost, 10)
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            for _ in range(6):
+                transport.write(b"more")
+        warnings = [rec.getMessage() for rec in caplog.records if rec.name == "asyncio"]
+        return type(exc), warnings
+
+    exc_type, warnings = loop.run_until_complete(main())
+    assert exc_type is BrokenPipeError
+    assert warnings == ["pipe closed by peer or os.write(pipe, data) raised exception."] * 2
+
+
+def test_write_pipe_refuses_str_as_asyncio_does(loop):
+    async def main():
+        r, w = os.pipe()
+        transport, proto = await loop.connect_write_pipe(
+            lambda: WriteRecorder(loop), os.fdopen(w, "wb")
+        )
+        try:
+            with pytest.raises(AssertionError):
+                transport.write("text")
+        finally:
+            transport.close()
+            os.close(r)
+
+    if sys.flags.optimize:
+        pytest.skip("asyncio checks with an assert, which -O removes")
+    loop.run_until_complete(main())

@@ -24,7 +24,7 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, sslproto, unix_events
 
 from ._ferroloop import LoopCore
-from ._transports import DatagramTransport, ReadPipeTransport, SocketTransport
+from ._transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 
 __all__ = ("EventLoop",)
 
@@ -227,6 +227,9 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     # Subprocesses: the loop watches each child's exit on a pidfd, like any other fd, instead of
     # the per-child thread of Python 3.11's default child watcher. Without pidfds, or when the

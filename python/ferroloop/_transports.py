@@ -1,5 +1,5 @@
 """The transports ferroloop's loop hands to protocols: socket streams (TCP, Unix), datagrams, and
-the read end of pipes.
+pipes.
 
 What runs per packet (reads, writes, flushes, flow control) is native, in `_ferroloop.SocketStream`
 and `_ferroloop.DatagramSocket`; these classes are the asyncio transports that protocols and
@@ -19,7 +19,7 @@ import socket
 import warnings
 from asyncio import base_events, constants, futures, transports, trsock, unix_events
 
-from ._ferroloop import DatagramSocket, SocketStream, pipe_read_ready_method
+from ._ferroloop import DatagramSocket, SocketStream, pipe_read_ready_method, pipe_write_methods
 
 logger = logging.getLogger("asyncio")
 
@@ -245,3 +245,11 @@ class ReadPipeTransport(unix_events._UnixReadPipeTransport):
 
 
 ReadPipeTransport._read_ready = pipe_read_ready_method(ReadPipeTransport)
+
+
+class WritePipeTransport(unix_events._UnixWritePipeTransport):
+    """asyncio's write pipe transport (subprocess stdin, `connect_write_pipe`), whose per-packet
+    `write` and `_write_ready` are native: they do what asyncio's do, on the same attributes."""
+
+
+WritePipeTransport.write, WritePipeTransport._write_ready = pipe_write_methods(WritePipeTransport)

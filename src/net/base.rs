@@ -11,13 +11,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use super::calls::is_exit;
+use super::calls::{is_exit, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
 use crate::pyobjects;
-
-/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
 struct Shared {
     /// The loop, the Python transport and the protocol; all three are let go of once

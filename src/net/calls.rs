@@ -8,6 +8,10 @@ use pyo3::prelude::*;
 
 use crate::errors::os_error;
 
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`: writes after the connection is lost
+/// are logged from this one on.
+pub const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
+
 /// asyncio's `max_size`: the most one read hands to the protocol.
 pub const MAX_READ: usize = 256 * 1024;
 

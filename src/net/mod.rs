@@ -12,5 +12,5 @@ mod stream;
 mod sys;
 
 pub use datagram::DatagramSocket;
-pub use pipe::pipe_read_ready_method;
+pub use pipe::{pipe_read_ready_method, pipe_write_methods};
 pub use stream::SocketStream;

@@ -25,6 +25,12 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
+/// `write(2)`, for pipes and character devices.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for reads of buf.len() bytes.
     check(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
