@@ -152,3 +152,27 @@ def test_an_installed_child_watcher_is_used(loop_factory):
             loop.close()
     assert code == 3
     assert seen == [pid]
+
+
+def test_preexec_fn_umask_user_and_group(loop):
+    # user, group and umask (Python 3.9+): the current ids are allowed without privileges.
+    code = (
+        "import os; print(os.environ.get('FERRO_PRE')); print(oct(os.umask(0)));"
+        "print(os.getuid(), os.getgid())"
+    )
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            code,
+            stdout=subprocess.PIPE,
+            preexec_fn=lambda: os.environ.__setitem__("FERRO_PRE", "ran"),
+            umask=0o027,
+            user=os.getuid(),
+            group=os.getgid(),
+        )
+        out, _ = await proc.communicate()
+        return out.decode().split("\n")[:3]
+
+    assert loop.run_until_complete(main()) == ["ran", "0o27", f"{os.getuid()} {os.getgid()}"]
