@@ -170,41 +170,24 @@ unsafe fn fastcall(
     ptr::null_mut()
 }
 
-unsafe extern "C" fn call_soon_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    fastcall(Entry::Soon, slf, args, nargs, kwnames)
+/// One C function per entry point, as CPython's method table needs, each naming its entry.
+macro_rules! fastcall_entry {
+    ($name:ident, $entry:expr) => {
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            fastcall($entry, slf, args, nargs, kwnames)
+        }
+    };
 }
 
-unsafe extern "C" fn call_soon_threadsafe_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    fastcall(Entry::SoonThreadsafe, slf, args, nargs, kwnames)
-}
-
-unsafe extern "C" fn call_later_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    fastcall(Entry::Later, slf, args, nargs, kwnames)
-}
-
-unsafe extern "C" fn call_at_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    fastcall(Entry::At, slf, args, nargs, kwnames)
-}
+fastcall_entry!(call_soon_fastcall, Entry::Soon);
+fastcall_entry!(call_soon_threadsafe_fastcall, Entry::SoonThreadsafe);
+fastcall_entry!(call_later_fastcall, Entry::Later);
+fastcall_entry!(call_at_fastcall, Entry::At);
 
 type FastCall = unsafe extern "C" fn(
     *mut ffi::PyObject,

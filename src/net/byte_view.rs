@@ -1,11 +1,28 @@
-//! Borrowed byte views of Python objects: `bytes` read in place, any other object through the
-//! buffer protocol (`PyBUF_SIMPLE`, as the socket module's `y*` and `w*` arguments ask for it).
+//! Borrowed byte views of Python objects through the buffer protocol (`PyBUF_SIMPLE`, as the
+//! socket module's `y*` and `w*` arguments ask for it), and asyncio's check of what a transport
+//! may be given to send.
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+
+/// The check asyncio's socket transports make in `write` and `sendto`, with their message.
+pub fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
+    if data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>()
+    {
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not '{}'",
+        data.get_type().name()?
+    )))
+}
 
 pub struct ByteView<'py> {
     view: Box<MaybeUninit<ffi::Py_buffer>>,

@@ -8,15 +8,13 @@
 
 use std::collections::VecDeque;
 
-use pyo3::exceptions::{
-    PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
-use super::byte_view::ByteView;
+use super::byte_view::{check_bytes_like, ByteView};
 use super::calls::{socket_call, with_read_buffer, Io};
 use super::{sockaddr, sys};
 use crate::event_loop::LoopCore;
@@ -199,15 +197,7 @@ impl DatagramSocket {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not '{}'",
-                data.get_type().name()?
-            )));
-        }
+        check_bytes_like(data)?;
         let view = ByteView::readable(data)?;
         let bytes = view.as_slice();
         if bytes.is_empty() && !this.sends_empty {

@@ -31,7 +31,6 @@ fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     let received = socket_call(py, || {
         with_read_buffer(|buf| sys::read(fd, buf).map(|n| PyBytes::new(py, &buf[..n])))
     });
-    let loop_ = transport.getattr(intern!(py, "_loop"))?;
     match received {
         Io::WouldBlock => Ok(()),
         Io::Failed(err) if err.is_instance_of::<PyOSError>(py) => {
@@ -46,6 +45,7 @@ fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
             Ok(())
         }
         Io::Done(_) => {
+            let loop_ = transport.getattr(intern!(py, "_loop"))?;
             if loop_.call_method0(intern!(py, "get_debug"))?.is_truthy()? {
                 pyobjects::asyncio_logger(py)?
                     .call_method1(intern!(py, "info"), ("%r was closed by peer", transport))?;

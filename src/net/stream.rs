@@ -12,11 +12,11 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
-use super::byte_view::ByteView;
+use super::byte_view::{check_bytes_like, ByteView};
 use super::calls::{is_exit, socket_call, with_read_buffer, Io};
 use super::sys;
 use crate::core::write_buffer::WriteBuffer;
@@ -332,15 +332,7 @@ impl SocketStream {
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not '{}'",
-                data.get_type().name()?
-            )));
-        }
+        check_bytes_like(data)?;
         slf.get().check_writable(py, "write")?;
         let view = ByteView::readable(data)?;
         if view.as_slice().is_empty() {
