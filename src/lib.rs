@@ -1,15 +1,17 @@
 //! ferroloop: Python's asyncio event loop, written in Rust.
 //!
 //! `core` is the Python-free engine (clock, ready queue, timer heap, poller, waker) with its own
-//! tests; `handles`, `event_loop` and `net` are the PyO3 layer that CPython sees.
+//! tests; `handles`, `event_loop`, `net` and `tls` are the PyO3 layer that CPython sees.
 
 pub mod core;
 mod errors;
 mod event_loop;
 mod gil;
 mod handles;
+mod method_descriptor;
 mod net;
 mod pyobjects;
+mod tls;
 
 use pyo3::prelude::*;
 
@@ -24,6 +26,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<net::DatagramSocket>()?;
     m.add_function(wrap_pyfunction!(net::pipe_read_ready_method, m)?)?;
     m.add_function(wrap_pyfunction!(net::pipe_write_methods, m)?)?;
+    m.add_class::<tls::TlsProtocol>()?;
+    m.add_function(wrap_pyfunction!(tls::tls_write_method, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -39,19 +39,51 @@ cached_attr!(
 );
 cached_attr!(thread_get_ident, "threading", "get_ident");
 
-pub fn task_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
-    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    Ok(import_attr(py, &CELL, "asyncio", "Task")?.cast_into::<PyType>()?)
-}
-
-pub fn future_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
-    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    Ok(import_attr(py, &CELL, "asyncio", "Future")?.cast_into::<PyType>()?)
-}
-
 cached_attr!(asyncio_logger, "asyncio.log", "logger");
 
-pub fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
-    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    Ok(import_attr(py, &CELL, "asyncio.protocols", "BufferedProtocol")?.cast_into::<PyType>()?)
+fn cached_type<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
+    Ok(import_attr(py, cell, module, name)?.cast_into::<PyType>()?)
 }
+
+macro_rules! cached_type {
+    ($fn_name:ident, $module:literal, $name:literal) => {
+        pub fn $fn_name(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            cached_type(py, &CELL, $module, $name)
+        }
+    };
+}
+
+cached_type!(task_type, "asyncio", "Task");
+cached_type!(future_type, "asyncio", "Future");
+cached_type!(
+    buffered_protocol_type,
+    "asyncio.protocols",
+    "BufferedProtocol"
+);
+// What asyncio's TLS protocol (`asyncio.sslproto`, 3.11+) uses from the ssl module and asyncio.
+cached_type!(ssl_error, "ssl", "SSLError");
+cached_type!(ssl_want_read_error, "ssl", "SSLWantReadError");
+cached_type!(ssl_syscall_error, "ssl", "SSLSyscallError");
+cached_type!(ssl_certificate_error, "ssl", "CertificateError");
+cached_type!(ssl_memory_bio, "ssl", "MemoryBIO");
+cached_type!(ssl_object_type, "ssl", "SSLObject");
+cached_type!(cancelled_error, "asyncio.exceptions", "CancelledError");
+cached_type!(sslproto_state, "asyncio.sslproto", "SSLProtocolState");
+cached_type!(sslproto_app_state, "asyncio.sslproto", "AppProtocolState");
+cached_attr!(
+    sslproto_create_transport_context,
+    "asyncio.sslproto",
+    "_create_transport_context"
+);
+cached_attr!(
+    sslproto_add_flowcontrol_defaults,
+    "asyncio.sslproto",
+    "add_flowcontrol_defaults"
+);
+cached_attr!(asyncio_constants, "asyncio", "constants");

@@ -21,9 +21,16 @@ import threading
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, selector_events, sslproto, unix_events
+from asyncio import base_events, coroutines, events, selector_events, unix_events
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    ssl = None
 
 from ._ferroloop import LoopCore
+from ._tls import NATIVE as _NATIVE_TLS
+from ._tls import SSLProtocol
 from ._transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
 
 __all__ = ("EventLoop",)
@@ -187,8 +194,9 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             self._make_self_pipe()
         super().add_signal_handler(sig, callback, *args)
 
-    # Stream and datagram sockets get transports whose per-packet work is native; TLS runs
-    # asyncio's SSLProtocol on top of the stream transport.
+    # Stream and datagram sockets get transports whose per-packet work is native; TLS is
+    # asyncio's SSLProtocol, also native from Python 3.11 on (see _tls.py), on top of the stream
+    # transport.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         if _SOCKET_FACTORIES_CHECK_FD["_make_socket_transport"]:
@@ -211,11 +219,61 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         # timeouts: ssl_handshake_timeout, and ssl_shutdown_timeout from Python 3.11 on.
         if _SOCKET_FACTORIES_CHECK_FD["_make_ssl_transport"]:
             self._ensure_fd_no_transport(rawsock)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
+
+    if _NATIVE_TLS:
+
+        async def start_tls(
+            self,
+            transport,
+            protocol,
+            sslcontext,
+            *,
+            server_side=False,
+            server_hostname=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+        ):
+            """Upgrade transport to TLS: asyncio's `BaseEventLoop.start_tls` (3.11+), with the
+            native protocol."""
+            if ssl is None:
+                raise RuntimeError("Python ssl module is not available")
+            if not isinstance(sslcontext, ssl.SSLContext):
+                raise TypeError(
+                    f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                    f"got {sslcontext!r}"
+                )
+            if not getattr(transport, "_start_tls_compatible", False):
+                raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+            waiter = self.create_future()
+            ssl_protocol = SSLProtocol(
+                self,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side,
+                server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                call_connection_made=False,
+            )
+            # Paused first, so that no record reaches the protocol before connection_made.
+            transport.pause_reading()
+            transport.set_protocol(ssl_protocol)
+            conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+            resume_cb = self.call_soon(transport.resume_reading)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                conmade_cb.cancel()
+                resume_cb.cancel()
+                raise
+            return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if sock.family not in DatagramTransport.FAMILIES:

@@ -11,6 +11,7 @@ mod sockaddr;
 mod stream;
 mod sys;
 
+pub use calls::{is_exit, LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_READ};
 pub use datagram::DatagramSocket;
 pub use pipe::{pipe_read_ready_method, pipe_write_methods};
 pub use stream::SocketStream;

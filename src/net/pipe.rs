@@ -8,12 +8,7 @@
 //! asyncio's does, step for step, on the same attributes; reads go into the thread's read buffer
 //! instead of a fresh 256 KiB bytes object per packet.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
-
-use std::ffi::CStr;
-
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::PyOSError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -23,6 +18,7 @@ use pyo3::types::{PyByteArray, PyBytes, PySequence, PyType};
 use super::byte_view::ByteView;
 use super::calls::{is_exit, socket_call, with_read_buffer, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use super::sys;
+use crate::method_descriptor::{call_for_cpython, method_descriptor};
 use crate::pyobjects;
 
 /// `_UnixReadPipeTransport._read_ready`.
@@ -190,24 +186,6 @@ fn write_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-/// Runs one of the native methods for CPython: the result, or NULL with the exception set. No
-/// Rust panic may unwind into CPython: it becomes an exception like any other error.
-unsafe fn call_for_cpython(
-    py: Python<'_>,
-    method: &str,
-    body: impl FnOnce() -> PyResult<()>,
-) -> *mut ffi::PyObject {
-    let err = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => return py.None().into_ptr(),
-        Ok(Err(err)) => err,
-        Err(_) => PyRuntimeError::new_err(format!(
-            "internal error in ferroloop's pipe transport {method} (a Rust panic)"
-        )),
-    };
-    err.restore(py);
-    ptr::null_mut()
-}
-
 // SAFETY (the three entries): CPython calls methods with the GIL held, passes `slf` checked
 // against the descriptor's class, and `arg` as a borrowed reference.
 
@@ -217,7 +195,9 @@ unsafe extern "C" fn read_ready_noargs(
 ) -> *mut ffi::PyObject {
     let py = Python::assume_attached();
     let transport = Bound::from_borrowed_ptr(py, slf);
-    call_for_cpython(py, "_read_ready", || read_ready(py, &transport))
+    call_for_cpython(py, "pipe transport _read_ready", || {
+        read_ready(py, &transport)
+    })
 }
 
 unsafe extern "C" fn write_o(
@@ -227,7 +207,7 @@ unsafe extern "C" fn write_o(
     let py = Python::assume_attached();
     let transport = Bound::from_borrowed_ptr(py, slf);
     let data = Bound::from_borrowed_ptr(py, arg);
-    call_for_cpython(py, "write", || write(py, &transport, &data))
+    call_for_cpython(py, "pipe transport write", || write(py, &transport, &data))
 }
 
 unsafe extern "C" fn write_ready_noargs(
@@ -236,29 +216,9 @@ unsafe extern "C" fn write_ready_noargs(
 ) -> *mut ffi::PyObject {
     let py = Python::assume_attached();
     let transport = Bound::from_borrowed_ptr(py, slf);
-    call_for_cpython(py, "_write_ready", || write_ready(py, &transport))
-}
-
-/// A method descriptor of `cls` for a native function.
-fn method_descriptor(
-    cls: &Bound<'_, PyType>,
-    name: &'static CStr,
-    meth: ffi::PyCFunction,
-    flags: std::os::raw::c_int,
-    doc: &'static CStr,
-) -> PyResult<Py<PyAny>> {
-    // The method table must outlive the class; the loop module makes each descriptor once.
-    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: name.as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: meth },
-        ml_flags: flags,
-        ml_doc: doc.as_ptr(),
-    }));
-    // SAFETY: a valid type object and a method table that lives forever.
-    unsafe {
-        Bound::from_owned_ptr_or_err(cls.py(), ffi::PyDescr_NewMethod(cls.as_type_ptr(), def))
-    }
-    .map(Bound::unbind)
+    call_for_cpython(py, "pipe transport _write_ready", || {
+        write_ready(py, &transport)
+    })
 }
 
 /// The native `_read_ready`, as a method descriptor of `cls` (a `_UnixReadPipeTransport`

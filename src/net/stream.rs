@@ -24,14 +24,31 @@ use crate::errors::os_error;
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
 use crate::pyobjects;
+use crate::tls::TlsProtocol;
 
-fn is_buffered(protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
-    protocol.is_instance(pyobjects::buffered_protocol_type(protocol.py())?.as_any())
+/// How reads reach the protocol.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// A bytes object per read, to `data_received`.
+    Data,
+    /// Into the `get_buffer()` memory of an `asyncio.BufferedProtocol`.
+    Buffered,
+    /// ferroloop's TLS protocol: records go from the read buffer into its TLS object.
+    Tls,
+}
+
+fn reads_for(protocol: &Bound<'_, PyAny>) -> PyResult<Reads> {
+    Ok(if protocol.is_instance_of::<TlsProtocol>() {
+        Reads::Tls
+    } else if protocol.is_instance(pyobjects::buffered_protocol_type(protocol.py())?.as_any())? {
+        Reads::Buffered
+    } else {
+        Reads::Data
+    })
 }
 
 struct StreamState {
-    /// The protocol is an `asyncio.BufferedProtocol`: reads go into its `get_buffer()` memory.
-    buffered: bool,
+    reads: Reads,
     /// `write_eof()` was called.
     eof: bool,
     /// The future `sendfile` waits on for the buffer to drain.
@@ -62,8 +79,8 @@ impl NativeTransport for SocketStream {
     }
 
     fn protocol_changed(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let buffered = is_buffered(protocol)?;
-        self.state.borrow_mut(protocol.py()).buffered = buffered;
+        let reads = reads_for(protocol)?;
+        self.state.borrow_mut(protocol.py()).reads = reads;
         Ok(())
     }
 }
@@ -135,6 +152,40 @@ impl SocketStream {
                     "Fatal error: protocol.buffer_updated() call failed.",
                 ),
             },
+        }
+    }
+
+    /// `_read_ready__get_buffer` for ferroloop's TLS protocol: the records go from the thread's
+    /// read buffer into its TLS object, and the protocol takes it from there.
+    fn read_records(&self, py: Python<'_>, protocol: &Bound<'_, TlsProtocol>) -> PyResult<()> {
+        let fd = self.base.fd;
+        let received = socket_call(py, || {
+            with_read_buffer(|buf| {
+                sys::recv(fd, buf).map(|n| {
+                    (
+                        n,
+                        (n > 0).then(|| TlsProtocol::feed_records(protocol, &buf[..n])),
+                    )
+                })
+            })
+        });
+        let fed = match received {
+            Io::WouldBlock => return Ok(()),
+            Io::Failed(err) => {
+                return self
+                    .base
+                    .fatal_error(py, err, "Fatal read error on socket transport")
+            }
+            Io::Done((_, None)) => return self.read_eof(py, protocol.as_any()),
+            Io::Done((_, Some(fed))) => fed,
+        };
+        match fed.and_then(|()| TlsProtocol::process_incoming(protocol)) {
+            Ok(()) => Ok(()),
+            Err(err) => self.base.fatal_error(
+                py,
+                err,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
         }
     }
 
@@ -222,6 +273,15 @@ impl SocketStream {
         Ok(views)
     }
 
+    /// `write` of bytes that are already a slice (the TLS protocol's records).
+    pub fn write_bytes(slf: &Bound<'_, Self>, data: &[u8]) -> PyResult<()> {
+        slf.get().check_writable(slf.py(), "write")?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        SocketStream::send_or_buffer(slf, &[data])
+    }
+
     /// The checks `write` makes before looking at the data.
     fn check_writable(&self, py: Python<'_>, method: &str) -> PyResult<()> {
         let st = self.state.borrow(py);
@@ -251,7 +311,7 @@ impl SocketStream {
         Ok(SocketStream {
             base: TransportBase::new(loop_, transport, fd, protocol),
             state: GilCell::new(StreamState {
-                buffered: is_buffered(protocol)?,
+                reads: reads_for(protocol)?,
                 eof: false,
                 empty_waiter: None,
                 buffer: WriteBuffer::default(),
@@ -267,10 +327,11 @@ impl SocketStream {
         let Some(protocol) = self.base.protocol(py) else {
             return Ok(());
         };
-        if self.state.borrow(py).buffered {
-            self.read_into_buffer(py, &protocol)
-        } else {
-            self.read_data(py, &protocol)
+        let reads = self.state.borrow(py).reads;
+        match reads {
+            Reads::Data => self.read_data(py, &protocol),
+            Reads::Buffered => self.read_into_buffer(py, &protocol),
+            Reads::Tls => self.read_records(py, protocol.cast::<TlsProtocol>()?),
         }
     }
 
@@ -331,14 +392,8 @@ impl SocketStream {
     }
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
         check_bytes_like(data)?;
-        slf.get().check_writable(py, "write")?;
-        let view = ByteView::readable(data)?;
-        if view.as_slice().is_empty() {
-            return Ok(());
-        }
-        SocketStream::send_or_buffer(slf, &[view.as_slice()])
+        SocketStream::write_bytes(slf, ByteView::readable(data)?.as_slice())
     }
 
     /// One vectored send of every chunk when nothing is queued (asyncio 3.11 joins them first).

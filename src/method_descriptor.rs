@@ -1,0 +1,55 @@
+//! Native functions installed as methods of Python classes (the stdlib transports' subclasses),
+//! for the few methods that run per packet: a method descriptor costs CPython no more than a
+//! method of a built-in type, and the function sees `self` as the Python object it is.
+
+use std::ffi::CStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+/// Runs a native method for CPython: None, or NULL with the exception set. No Rust panic may
+/// unwind into CPython: it becomes a RuntimeError naming `method`.
+///
+/// # Safety
+/// The GIL must be held (CPython calls methods with it held).
+pub unsafe fn call_for_cpython(
+    py: Python<'_>,
+    method: &str,
+    body: impl FnOnce() -> PyResult<()>,
+) -> *mut ffi::PyObject {
+    let err = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => return py.None().into_ptr(),
+        Ok(Err(err)) => err,
+        Err(_) => PyRuntimeError::new_err(format!(
+            "internal error in ferroloop's {method} (a Rust panic)"
+        )),
+    };
+    err.restore(py);
+    ptr::null_mut()
+}
+
+/// A method descriptor of `cls` for a native function.
+pub fn method_descriptor(
+    cls: &Bound<'_, PyType>,
+    name: &'static CStr,
+    meth: ffi::PyCFunction,
+    flags: std::os::raw::c_int,
+    doc: &'static CStr,
+) -> PyResult<Py<PyAny>> {
+    // The method table must outlive the class; the Python modules make each descriptor once.
+    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: meth },
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    }));
+    // SAFETY: a valid type object and a method table that lives forever.
+    unsafe {
+        Bound::from_owned_ptr_or_err(cls.py(), ffi::PyDescr_NewMethod(cls.as_type_ptr(), def))
+    }
+    .map(Bound::unbind)
+}

@@ -1,0 +1,704 @@
+//! `TlsProtocol`: CPython 3.11's `asyncio.sslproto.SSLProtocol`, natively.
+//!
+//! It sits between a stream transport and the application's protocol. TLS itself is Python's
+//! `ssl` module: an `ssl.SSLObject` over two `ssl.MemoryBIO`s, made by the user's `SSLContext`,
+//! so every context setting applies unchanged. What is native is everything around it: the state
+//! machine, feeding records in and taking them out, the application's write backlog, and both
+//! directions of flow control. The state lives in Rust fields; the attributes that asyncio's
+//! `_SSLProtocolTransport` (the application's transport) reads are getters.
+//!
+//! This file holds the state, the protocol interface the stream transport calls, and what runs
+//! once per connection; `handshake.rs`, `records.rs` and `flow.rs` hold the rest. Each method
+//! carries the name of the `sslproto` method it mirrors, and takes the same steps in the same
+//! order, with the same exceptions caught and the same messages.
+
+use std::collections::VecDeque;
+
+use pyo3::exceptions::{PyAssertionError, PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyDict, PyMemoryView, PySlice};
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use super::states::{AppState, SslState};
+use crate::gil::GilCell;
+use crate::net::{SocketStream, MAX_READ};
+use crate::pyobjects;
+
+/// A flow-control mark: the object the user gave (returned as it is by the getters) and its value
+/// for comparisons with buffer sizes.
+pub(super) struct Mark {
+    pub obj: Py<PyAny>,
+    pub value: f64,
+}
+
+impl Mark {
+    pub fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Mark {
+            obj: obj.clone().unbind(),
+            value: obj.extract()?,
+        })
+    }
+}
+
+/// One `SSLProtocol`'s state.
+pub(super) struct Tls {
+    pub loop_: Option<Py<PyAny>>,
+    pub sslcontext: Py<PyAny>,
+    pub server_side: bool,
+    pub server_hostname: Option<Py<PyAny>>,
+    pub extra: Py<PyDict>,
+    pub incoming: Py<PyAny>,
+    pub outgoing: Py<PyAny>,
+    pub sslobj: Py<PyAny>,
+    /// What records are read from and written to: the `SSLObject`'s own `_ssl._SSLSocket` when
+    /// the context makes plain `ssl.SSLObject`s (their `read`, `write` and `do_handshake` only
+    /// forward to it), else the object itself, so that a custom `sslobject_class` is honoured.
+    pub ssl_io: Py<PyAny>,
+    pub handshake_timeout: Py<PyAny>,
+    pub shutdown_timeout: Py<PyAny>,
+    /// `get_buffer()`'s memory and its view, made on first use: the native stream transport
+    /// feeds records from its own read buffer instead.
+    pub ssl_buffer: Option<(Py<PyByteArray>, Py<PyAny>)>,
+
+    pub state: SslState,
+    pub app_state: AppState,
+    pub waiter: Option<Py<PyAny>>,
+    pub app_protocol: Option<Py<PyAny>>,
+    /// The application protocol's `get_buffer` and `buffer_updated`, if it is a BufferedProtocol.
+    pub app_buffer: Option<(Py<PyAny>, Py<PyAny>)>,
+    pub app_transport: Option<Py<PyAny>>,
+    pub app_transport_created: bool,
+    pub transport: Option<Py<PyAny>>,
+    /// The native half of the transport, when it is ferroloop's own stream transport: records are
+    /// then written to it without going through Python.
+    pub stream: Option<Py<SocketStream>>,
+
+    /// Application data not yet taken by the TLS object, and the sum of its `len()`s.
+    pub write_backlog: VecDeque<Py<PyAny>>,
+    pub write_buffer_size: i64,
+    pub conn_lost: usize,
+    pub eof_received: bool,
+
+    pub ssl_writing_paused: bool,
+    pub ssl_reading_paused: bool,
+    pub app_reading_paused: bool,
+    pub app_writing_paused: bool,
+    pub incoming_high: Mark,
+    pub incoming_low: Mark,
+    pub outgoing_high: Mark,
+    pub outgoing_low: Mark,
+
+    pub handshake_start_time: Option<f64>,
+    pub handshake_timeout_handle: Option<Py<PyAny>>,
+    pub shutdown_timeout_handle: Option<Py<PyAny>>,
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+pub struct TlsProtocol {
+    pub(super) tls: GilCell<Tls>,
+}
+
+fn bound<'py>(py: Python<'py>, obj: &Option<Py<PyAny>>) -> Bound<'py, PyAny> {
+    match obj {
+        Some(obj) => obj.bind(py).clone(),
+        None => py.None().into_bound(py),
+    }
+}
+
+/// asyncio's `SSLAgainErrors`: the TLS object needs more records (or hit EOF mid-record).
+pub(super) fn is_again(py: Python<'_>, err: &PyErr) -> bool {
+    pyobjects::ssl_want_read_error(py).is_ok_and(|t| err.is_instance(py, &t))
+        || pyobjects::ssl_syscall_error(py).is_ok_and(|t| err.is_instance(py, &t))
+}
+
+pub(super) fn is_ssl_error(py: Python<'_>, err: &PyErr) -> bool {
+    pyobjects::ssl_error(py).is_ok_and(|t| err.is_instance(py, &t))
+}
+
+/// asyncio's `except Exception:`.
+pub(super) fn is_exception(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyException>(py)
+}
+
+/// A timeout argument: the default constant if None, else a positive number.
+fn timeout_arg<'py>(
+    py: Python<'py>,
+    value: Option<Bound<'py, PyAny>>,
+    name: &str,
+    default: &Bound<'py, pyo3::types::PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        None => pyobjects::asyncio_constants(py)?.getattr(default),
+        Some(value) if value.le(0)? => Err(PyValueError::new_err(format!(
+            "{name} should be a positive number, got {value}"
+        ))),
+        Some(value) => Ok(value),
+    }
+}
+
+impl TlsProtocol {
+    pub(super) fn loop_<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        bound(py, &self.tls.borrow(py).loop_)
+    }
+
+    pub(super) fn debug(&self, py: Python<'_>) -> PyResult<bool> {
+        self.loop_(py)
+            .call_method0(intern!(py, "get_debug"))?
+            .is_truthy()
+    }
+
+    /// `self._transport`, None included (asyncio calls its methods regardless and lets the
+    /// AttributeError speak).
+    pub(super) fn transport<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        bound(py, &self.tls.borrow(py).transport)
+    }
+
+    pub(super) fn app_protocol<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        bound(py, &self.tls.borrow(py).app_protocol)
+    }
+
+    pub(super) fn state(&self, py: Python<'_>) -> SslState {
+        self.tls.borrow(py).state
+    }
+
+    /// `_set_state`.
+    pub(super) fn set_state(&self, py: Python<'_>, next: SslState) -> PyResult<()> {
+        let mut tls = self.tls.borrow_mut(py);
+        if !tls.state.may_become(next) {
+            return Err(PyRuntimeError::new_err(format!(
+                "cannot switch state from SSLProtocolState.{} to SSLProtocolState.{}",
+                tls.state.name(),
+                next.name()
+            )));
+        }
+        tls.state = next;
+        Ok(())
+    }
+
+    /// Cancels and forgets a timeout handle.
+    pub(super) fn cancel_handle(py: Python<'_>, handle: Option<Py<PyAny>>) -> PyResult<()> {
+        if let Some(handle) = handle {
+            handle.call_method0(py, intern!(py, "cancel"))?;
+        }
+        Ok(())
+    }
+
+    /// Records that came in, from the stream transport's read buffer: the first half of what
+    /// `buffer_updated` does with `get_buffer()` memory, without the copy into that memory.
+    /// `process_incoming` is the second half.
+    pub fn feed_records(slf: &Bound<'_, Self>, records: &[u8]) -> PyResult<()> {
+        let py = slf.py();
+        let incoming = slf.get().tls.borrow(py).incoming.clone_ref(py);
+        // SAFETY: the view lives only for this call and is released before `records` goes away;
+        // MemoryBIO.write copies the bytes.
+        let view = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyMemoryView_FromMemory(
+                    records.as_ptr() as *mut std::os::raw::c_char,
+                    records.len() as pyo3::ffi::Py_ssize_t,
+                    pyo3::ffi::PyBUF_READ,
+                ),
+            )?
+        };
+        let written = incoming.call_method1(py, intern!(py, "write"), (&view,));
+        view.call_method0(intern!(py, "release"))?;
+        written.map(drop)
+    }
+
+    /// The tail of `buffer_updated`: records are in, move the state machine.
+    pub fn process_incoming(slf: &Bound<'_, Self>) -> PyResult<()> {
+        match slf.get().state(slf.py()) {
+            SslState::DoHandshake => Self::_do_handshake(slf),
+            SslState::Wrapped => Self::_do_read(slf),
+            SslState::Flushing => Self::_do_flush(slf),
+            SslState::Shutdown => Self::_do_shutdown(slf),
+            SslState::Unwrapped => Ok(()),
+        }
+    }
+}
+
+#[pymethods]
+impl TlsProtocol {
+    /// asyncio's read size for the TLS object.
+    #[classattr]
+    fn max_size() -> usize {
+        MAX_READ
+    }
+
+    #[new]
+    #[pyo3(signature = (
+        loop_, app_protocol, sslcontext, waiter, server_side=false, server_hostname=None,
+        call_connection_made=true, ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        py: Python<'_>,
+        loop_: &Bound<'_, PyAny>,
+        app_protocol: &Bound<'_, PyAny>,
+        sslcontext: &Bound<'_, PyAny>,
+        waiter: Option<Bound<'_, PyAny>>,
+        server_side: bool,
+        server_hostname: Option<Bound<'_, PyAny>>,
+        call_connection_made: bool,
+        ssl_handshake_timeout: Option<Bound<'_, PyAny>>,
+        ssl_shutdown_timeout: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let handshake_timeout = timeout_arg(
+            py,
+            ssl_handshake_timeout,
+            "ssl_handshake_timeout",
+            intern!(py, "SSL_HANDSHAKE_TIMEOUT"),
+        )?;
+        let shutdown_timeout = timeout_arg(
+            py,
+            ssl_shutdown_timeout,
+            "ssl_shutdown_timeout",
+            intern!(py, "SSL_SHUTDOWN_TIMEOUT"),
+        )?;
+        let sslcontext = if sslcontext.is_truthy()? {
+            sslcontext.clone()
+        } else {
+            pyobjects::sslproto_create_transport_context(py)?
+                .call1((server_side, server_hostname.as_ref()))?
+        };
+        let server_hostname = match server_hostname {
+            Some(name) if name.is_truthy()? && !server_side => Some(name.unbind()),
+            _ => None,
+        };
+        let extra = PyDict::new(py);
+        extra.set_item(intern!(py, "sslcontext"), &sslcontext)?;
+        let incoming = pyobjects::ssl_memory_bio(py)?.call0()?;
+        let outgoing = pyobjects::ssl_memory_bio(py)?.call0()?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "server_side"), server_side)?;
+        kwargs.set_item(intern!(py, "server_hostname"), server_hostname.as_ref())?;
+        let sslobj = sslcontext.call_method(
+            intern!(py, "wrap_bio"),
+            (&incoming, &outgoing),
+            Some(&kwargs),
+        )?;
+        let ssl_io = if sslobj.get_type().is(&pyobjects::ssl_object_type(py)?) {
+            sslobj.getattr(intern!(py, "_sslobj"))?
+        } else {
+            sslobj.clone()
+        };
+        let (incoming_high, incoming_low) =
+            Self::marks(py, None, None, "FLOW_CONTROL_HIGH_WATER_SSL_READ")?;
+        let (outgoing_high, outgoing_low) =
+            Self::marks(py, None, None, "FLOW_CONTROL_HIGH_WATER_SSL_WRITE")?;
+        let app_buffer = Self::app_buffer_methods(app_protocol)?;
+        Ok(TlsProtocol {
+            tls: GilCell::new(Tls {
+                loop_: Some(loop_.clone().unbind()),
+                sslcontext: sslcontext.unbind(),
+                server_side,
+                server_hostname,
+                extra: extra.unbind(),
+                incoming: incoming.unbind(),
+                outgoing: outgoing.unbind(),
+                sslobj: sslobj.unbind(),
+                ssl_io: ssl_io.unbind(),
+                handshake_timeout: handshake_timeout.unbind(),
+                shutdown_timeout: shutdown_timeout.unbind(),
+                ssl_buffer: None,
+                state: SslState::Unwrapped,
+                app_state: if call_connection_made {
+                    AppState::Init
+                } else {
+                    AppState::ConMade
+                },
+                waiter: waiter.map(Bound::unbind),
+                app_protocol: Some(app_protocol.clone().unbind()),
+                app_buffer,
+                app_transport: None,
+                app_transport_created: false,
+                transport: None,
+                stream: None,
+                write_backlog: VecDeque::new(),
+                write_buffer_size: 0,
+                conn_lost: 0,
+                eof_received: false,
+                ssl_writing_paused: false,
+                ssl_reading_paused: false,
+                app_reading_paused: false,
+                app_writing_paused: false,
+                incoming_high,
+                incoming_low,
+                outgoing_high,
+                outgoing_low,
+                handshake_start_time: None,
+                handshake_timeout_handle: None,
+                shutdown_timeout_handle: None,
+            }),
+        })
+    }
+
+    /// `_set_app_protocol`.
+    fn _set_app_protocol(&self, app_protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let app_buffer = Self::app_buffer_methods(app_protocol)?;
+        let mut tls = self.tls.borrow_mut(app_protocol.py());
+        tls.app_protocol = Some(app_protocol.clone().unbind());
+        tls.app_buffer = app_buffer;
+        Ok(())
+    }
+
+    /// `_wakeup_waiter`.
+    #[pyo3(signature = (exc=None))]
+    pub(super) fn _wakeup_waiter(
+        &self,
+        py: Python<'_>,
+        exc: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let Some(waiter) = self.tls.borrow_mut(py).waiter.take() else {
+            return Ok(());
+        };
+        let waiter = waiter.bind(py);
+        if !waiter.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+            match exc {
+                Some(exc) => waiter.call_method1(intern!(py, "set_exception"), (exc,))?,
+                None => waiter.call_method1(intern!(py, "set_result"), (py.None(),))?,
+            };
+        }
+        Ok(())
+    }
+
+    /// `_get_app_transport`: made once, of the Python class's `_app_transport_class`.
+    pub(super) fn _get_app_transport(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(transport) = &this.tls.borrow(py).app_transport {
+            return Ok(transport.clone_ref(py));
+        }
+        if this.tls.borrow(py).app_transport_created {
+            return Err(PyRuntimeError::new_err(
+                "Creating _SSLProtocolTransport twice",
+            ));
+        }
+        let transport = slf
+            .getattr(intern!(py, "_app_transport_class"))?
+            .call1((this.loop_(py), slf))?
+            .unbind();
+        let mut tls = this.tls.borrow_mut(py);
+        tls.app_transport = Some(transport.clone_ref(py));
+        tls.app_transport_created = true;
+        Ok(transport)
+    }
+
+    /// `connection_made`: the stream is connected; the handshake starts.
+    fn connection_made(slf: &Bound<'_, Self>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let stream = match transport.getattr_opt(intern!(py, "_core"))? {
+            Some(core) => core.cast_into::<SocketStream>().ok().map(Bound::unbind),
+            None => None,
+        };
+        {
+            let mut tls = slf.get().tls.borrow_mut(py);
+            tls.transport = Some(transport.clone().unbind());
+            tls.stream = stream;
+        }
+        Self::_start_handshake(slf)
+    }
+
+    /// `connection_lost`.
+    fn connection_lost(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let outgoing = {
+            let mut tls = this.tls.borrow_mut(py);
+            tls.write_backlog.clear();
+            tls.conn_lost += 1;
+            tls.outgoing.clone_ref(py)
+        };
+        outgoing.call_method0(py, intern!(py, "read"))?;
+        let app_transport = this
+            .tls
+            .borrow(py)
+            .app_transport
+            .as_ref()
+            .map(|o| o.clone_ref(py));
+        if let Some(app_transport) = app_transport {
+            app_transport.setattr(py, intern!(py, "_closed"), true)?;
+        }
+        let notify = {
+            let mut tls = this.tls.borrow_mut(py);
+            let notify = tls.state != SslState::DoHandshake
+                && matches!(tls.app_state, AppState::ConMade | AppState::Eof);
+            if notify {
+                tls.app_state = AppState::ConLost;
+            }
+            notify
+        };
+        if notify {
+            let connection_lost = this
+                .app_protocol(py)
+                .getattr(intern!(py, "connection_lost"))?;
+            this.loop_(py)
+                .call_method1(intern!(py, "call_soon"), (connection_lost, &exc))?;
+        }
+        this.set_state(py, SslState::Unwrapped)?;
+        {
+            let mut tls = this.tls.borrow_mut(py);
+            tls.transport = None;
+            tls.stream = None;
+            tls.app_transport = None;
+            tls.app_protocol = None;
+            tls.app_buffer = None;
+        }
+        this._wakeup_waiter(py, exc)?;
+        let (shutdown, handshake) = {
+            let mut tls = this.tls.borrow_mut(py);
+            (
+                tls.shutdown_timeout_handle.take(),
+                tls.handshake_timeout_handle.take(),
+            )
+        };
+        Self::cancel_handle(py, shutdown)?;
+        Self::cancel_handle(py, handshake)
+    }
+
+    /// `get_buffer`, for transports other than ferroloop's own (which call `feed`).
+    fn get_buffer(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let want = match n.extract::<i64>() {
+            Ok(want) if want > 0 && want <= MAX_READ as i64 => want as usize,
+            _ => MAX_READ,
+        };
+        let mut tls = self.tls.borrow_mut(py);
+        if let Some((buffer, view)) = &tls.ssl_buffer {
+            if buffer.bind(py).len() >= want {
+                return Ok(view.clone_ref(py));
+            }
+        }
+        let buffer = PyByteArray::new_with(py, want.max(MAX_READ), |_| Ok(()))?;
+        let view = PyMemoryView::from(&buffer)?.into_any().unbind();
+        tls.ssl_buffer = Some((buffer.unbind(), view.clone_ref(py)));
+        Ok(view)
+    }
+
+    /// `buffer_updated`: `nbytes` of records are in `get_buffer()`'s memory.
+    fn buffer_updated(slf: &Bound<'_, Self>, nbytes: isize) -> PyResult<()> {
+        let py = slf.py();
+        let (incoming, view) = {
+            let tls = slf.get().tls.borrow(py);
+            let view = match &tls.ssl_buffer {
+                Some((_, view)) => view.clone_ref(py),
+                None => return Err(PyRuntimeError::new_err("get_buffer() was not called")),
+            };
+            (tls.incoming.clone_ref(py), view)
+        };
+        let records = view.bind(py).get_item(PySlice::new(py, 0, nbytes, 1))?;
+        incoming.call_method1(py, intern!(py, "write"), (records,))?;
+        Self::process_incoming(slf)
+    }
+
+    /// `eof_received`: the peer closed its end of the stream.
+    fn eof_received(slf: &Bound<'_, Self>) -> PyResult<Option<bool>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.tls.borrow_mut(py).eof_received = true;
+        let result = (|| -> PyResult<Option<bool>> {
+            if this.debug(py)? {
+                pyobjects::asyncio_logger(py)?
+                    .call_method1(intern!(py, "debug"), ("%r received EOF", slf))?;
+            }
+            match this.state(py) {
+                SslState::DoHandshake => {
+                    let reset = py.get_type::<pyo3::exceptions::PyConnectionResetError>();
+                    Self::_on_handshake_complete(slf, Some(reset.into_any()))?;
+                }
+                SslState::Wrapped => {
+                    this.set_state(py, SslState::Flushing)?;
+                    if this.tls.borrow(py).app_reading_paused {
+                        return Ok(Some(true));
+                    }
+                    Self::_do_flush(slf)?;
+                }
+                SslState::Flushing => {
+                    Self::_do_write(slf)?;
+                    this.set_state(py, SslState::Shutdown)?;
+                    Self::_do_shutdown(slf)?;
+                }
+                SslState::Shutdown => Self::_do_shutdown(slf)?,
+                SslState::Unwrapped => {}
+            }
+            Ok(None)
+        })();
+        match result {
+            Err(err) if is_exception(py, &err) => {
+                this.transport(py).call_method0(intern!(py, "close"))?;
+                Err(err)
+            }
+            other => other,
+        }
+    }
+
+    /// `_get_extra_info`.
+    #[pyo3(signature = (name, default=None))]
+    fn _get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (extra, transport) = {
+            let tls = self.tls.borrow(py);
+            (
+                tls.extra.clone_ref(py),
+                tls.transport.as_ref().map(|o| o.clone_ref(py)),
+            )
+        };
+        if let Some(value) = extra.bind(py).get_item(name)? {
+            return Ok(value.unbind());
+        }
+        match transport {
+            Some(transport) => {
+                transport.call_method1(py, intern!(py, "get_extra_info"), (name, default))
+            }
+            None => Ok(default.map_or_else(|| py.None(), Bound::unbind)),
+        }
+    }
+
+    /// `_fatal_error`: closes the stream with `exc` and reports it as asyncio does.
+    #[pyo3(signature = (exc, message="Fatal error on transport"))]
+    pub(super) fn _fatal_error(
+        slf: &Bound<'_, Self>,
+        exc: &Bound<'_, PyAny>,
+        message: &str,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let transport = this.transport(py);
+        if transport.is_truthy()? {
+            transport.call_method1(intern!(py, "_force_close"), (exc,))?;
+        }
+        if exc.is_instance_of::<PyOSError>() {
+            if this.debug(py)? {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(intern!(py, "exc_info"), exc)?;
+                pyobjects::asyncio_logger(py)?.call_method(
+                    intern!(py, "debug"),
+                    ("%r: %s", slf, message),
+                    Some(&kwargs),
+                )?;
+            }
+        } else if !exc.is_instance(pyobjects::cancelled_error(py)?.as_any())? {
+            let context = PyDict::new(py);
+            context.set_item(intern!(py, "message"), message)?;
+            context.set_item(intern!(py, "exception"), exc)?;
+            context.set_item(intern!(py, "transport"), this.transport(py))?;
+            context.set_item(intern!(py, "protocol"), slf)?;
+            this.loop_(py)
+                .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        }
+        Ok(())
+    }
+
+    /// `pause_writing`: the stream's buffer is over its high-water mark.
+    fn pause_writing(&self, py: Python<'_>) -> PyResult<()> {
+        let mut tls = self.tls.borrow_mut(py);
+        if tls.ssl_writing_paused {
+            return Err(PyAssertionError::new_err(()));
+        }
+        tls.ssl_writing_paused = true;
+        Ok(())
+    }
+
+    /// `resume_writing`: the stream's buffer drained; send what the TLS object has made since.
+    fn resume_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        {
+            let mut tls = slf.get().tls.borrow_mut(slf.py());
+            if !tls.ssl_writing_paused {
+                return Err(PyAssertionError::new_err(()));
+            }
+            tls.ssl_writing_paused = false;
+        }
+        Self::_process_outgoing(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(tls) = self.tls.try_borrow_for_gc() else {
+            return Ok(());
+        };
+        for obj in [
+            &tls.sslcontext,
+            tls.extra.as_any(),
+            &tls.incoming,
+            &tls.outgoing,
+            &tls.sslobj,
+            &tls.ssl_io,
+            &tls.handshake_timeout,
+            &tls.shutdown_timeout,
+            &tls.incoming_high.obj,
+            &tls.incoming_low.obj,
+            &tls.outgoing_high.obj,
+            &tls.outgoing_low.obj,
+        ] {
+            visit.call(obj)?;
+        }
+        for obj in [
+            &tls.loop_,
+            &tls.server_hostname,
+            &tls.waiter,
+            &tls.app_protocol,
+            &tls.app_transport,
+            &tls.transport,
+            &tls.handshake_timeout_handle,
+            &tls.shutdown_timeout_handle,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visit.call(obj)?;
+        }
+        if let Some(stream) = &tls.stream {
+            visit.call(stream)?;
+        }
+        if let Some((get_buffer, buffer_updated)) = &tls.app_buffer {
+            visit.call(get_buffer)?;
+            visit.call(buffer_updated)?;
+        }
+        if let Some((buffer, view)) = &tls.ssl_buffer {
+            visit.call(buffer)?;
+            visit.call(view)?;
+        }
+        for data in &tls.write_backlog {
+            visit.call(data)?;
+        }
+        Ok(())
+    }
+
+    /// Breaks the cycles through the loop, the transports, the application and the handles.
+    fn __clear__(&self, py: Python<'_>) {
+        let mut tls = self.tls.borrow_mut(py);
+        tls.loop_ = None;
+        tls.waiter = None;
+        tls.app_protocol = None;
+        tls.app_buffer = None;
+        tls.app_transport = None;
+        tls.transport = None;
+        tls.stream = None;
+        tls.handshake_timeout_handle = None;
+        tls.shutdown_timeout_handle = None;
+        tls.write_backlog.clear();
+    }
+}
+
+impl TlsProtocol {
+    /// The application protocol's buffer methods, if it is an `asyncio.BufferedProtocol`.
+    fn app_buffer_methods(
+        app_protocol: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
+        let py = app_protocol.py();
+        if !app_protocol.hasattr(intern!(py, "get_buffer"))?
+            || !app_protocol.is_instance(pyobjects::buffered_protocol_type(py)?.as_any())?
+        {
+            return Ok(None);
+        }
+        Ok(Some((
+            app_protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
+            app_protocol
+                .getattr(intern!(py, "buffer_updated"))?
+                .unbind(),
+        )))
+    }
+}
