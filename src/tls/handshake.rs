@@ -56,8 +56,8 @@ impl TlsProtocol {
     /// `_do_handshake`.
     pub(super) fn _do_handshake(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let ssl_io = slf.get().tls.borrow(py).ssl_io.clone_ref(py);
-        match ssl_io.call_method0(py, intern!(py, "do_handshake")) {
+        let do_handshake = slf.get().tls.borrow(py).calls.do_handshake.clone_ref(py);
+        match do_handshake.call0(py) {
             Ok(_) => Self::_on_handshake_complete(slf, None),
             Err(err) if is_again(py, &err) => Self::_process_outgoing(slf),
             Err(err) if is_ssl_error(py, &err) => Self::_on_handshake_complete(

@@ -40,6 +40,57 @@ impl Mark {
     }
 }
 
+/// The methods that run per record, bound once instead of looked up by name per call.
+///
+/// The TLS object's are those of the `SSLObject`'s own `_ssl._SSLSocket` when the context makes
+/// plain `ssl.SSLObject`s (whose `read`, `write`, `pending` and `do_handshake` only forward to
+/// it), else the object's own, so that a custom `sslobject_class` is honoured.
+pub(super) struct RecordCalls {
+    pub read: Py<PyAny>,
+    pub write: Py<PyAny>,
+    pub pending: Py<PyAny>,
+    pub do_handshake: Py<PyAny>,
+    /// `incoming.write`: records in.
+    pub feed: Py<PyAny>,
+    /// `outgoing.read`: records out.
+    pub drain: Py<PyAny>,
+}
+
+impl RecordCalls {
+    fn new(
+        sslobj: &Bound<'_, PyAny>,
+        incoming: &Bound<'_, PyAny>,
+        outgoing: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let py = sslobj.py();
+        let ssl_io = if sslobj.get_type().is(&pyobjects::ssl_object_type(py)?) {
+            sslobj.getattr(intern!(py, "_sslobj"))?
+        } else {
+            sslobj.clone()
+        };
+        let method = |obj: &Bound<'_, PyAny>, name| obj.getattr(name).map(Bound::unbind);
+        Ok(RecordCalls {
+            read: method(&ssl_io, intern!(py, "read"))?,
+            write: method(&ssl_io, intern!(py, "write"))?,
+            pending: method(&ssl_io, intern!(py, "pending"))?,
+            do_handshake: method(&ssl_io, intern!(py, "do_handshake"))?,
+            feed: method(incoming, intern!(py, "write"))?,
+            drain: method(outgoing, intern!(py, "read"))?,
+        })
+    }
+
+    fn all(&self) -> [&Py<PyAny>; 6] {
+        [
+            &self.read,
+            &self.write,
+            &self.pending,
+            &self.do_handshake,
+            &self.feed,
+            &self.drain,
+        ]
+    }
+}
+
 /// One `SSLProtocol`'s state.
 pub(super) struct Tls {
     pub loop_: Option<Py<PyAny>>,
@@ -50,10 +101,7 @@ pub(super) struct Tls {
     pub incoming: Py<PyAny>,
     pub outgoing: Py<PyAny>,
     pub sslobj: Py<PyAny>,
-    /// What records are read from and written to: the `SSLObject`'s own `_ssl._SSLSocket` when
-    /// the context makes plain `ssl.SSLObject`s (their `read`, `write` and `do_handshake` only
-    /// forward to it), else the object itself, so that a custom `sslobject_class` is honoured.
-    pub ssl_io: Py<PyAny>,
+    pub calls: RecordCalls,
     pub handshake_timeout: Py<PyAny>,
     pub shutdown_timeout: Py<PyAny>,
     /// `get_buffer()`'s memory and its view, made on first use: the native stream transport
@@ -188,7 +236,7 @@ impl TlsProtocol {
     /// `process_incoming` is the second half.
     pub fn feed_records(slf: &Bound<'_, Self>, records: &[u8]) -> PyResult<()> {
         let py = slf.py();
-        let incoming = slf.get().tls.borrow(py).incoming.clone_ref(py);
+        let feed = slf.get().tls.borrow(py).calls.feed.clone_ref(py);
         // SAFETY: the view lives only for this call and is released before `records` goes away;
         // MemoryBIO.write copies the bytes.
         let view = unsafe {
@@ -201,7 +249,7 @@ impl TlsProtocol {
                 ),
             )?
         };
-        let written = incoming.call_method1(py, intern!(py, "write"), (&view,));
+        let written = feed.call1(py, (&view,));
         view.call_method0(intern!(py, "release"))?;
         written.map(drop)
     }
@@ -278,11 +326,7 @@ impl TlsProtocol {
             (&incoming, &outgoing),
             Some(&kwargs),
         )?;
-        let ssl_io = if sslobj.get_type().is(&pyobjects::ssl_object_type(py)?) {
-            sslobj.getattr(intern!(py, "_sslobj"))?
-        } else {
-            sslobj.clone()
-        };
+        let calls = RecordCalls::new(&sslobj, &incoming, &outgoing)?;
         let (incoming_high, incoming_low) =
             Self::marks(py, None, None, "FLOW_CONTROL_HIGH_WATER_SSL_READ")?;
         let (outgoing_high, outgoing_low) =
@@ -298,7 +342,7 @@ impl TlsProtocol {
                 incoming: incoming.unbind(),
                 outgoing: outgoing.unbind(),
                 sslobj: sslobj.unbind(),
-                ssl_io: ssl_io.unbind(),
+                calls,
                 handshake_timeout: handshake_timeout.unbind(),
                 shutdown_timeout: shutdown_timeout.unbind(),
                 ssl_buffer: None,
@@ -404,13 +448,13 @@ impl TlsProtocol {
     fn connection_lost(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let outgoing = {
+        let drain = {
             let mut tls = this.tls.borrow_mut(py);
             tls.write_backlog.clear();
             tls.conn_lost += 1;
-            tls.outgoing.clone_ref(py)
+            tls.calls.drain.clone_ref(py)
         };
-        outgoing.call_method0(py, intern!(py, "read"))?;
+        drain.call0(py)?;
         let app_transport = this
             .tls
             .borrow(py)
@@ -625,7 +669,6 @@ impl TlsProtocol {
             &tls.incoming,
             &tls.outgoing,
             &tls.sslobj,
-            &tls.ssl_io,
             &tls.handshake_timeout,
             &tls.shutdown_timeout,
             &tls.incoming_high.obj,
@@ -633,6 +676,9 @@ impl TlsProtocol {
             &tls.outgoing_high.obj,
             &tls.outgoing_low.obj,
         ] {
+            visit.call(obj)?;
+        }
+        for obj in tls.calls.all() {
             visit.call(obj)?;
         }
         for obj in [

@@ -82,15 +82,31 @@ impl TlsProtocol {
         }
     }
 
+    /// Whether a `read` now could only raise SSLWantReadError: no records wait in the incoming
+    /// BIO and the TLS object holds no decrypted bytes. (It reads a record at a time, so what
+    /// it holds beyond that is at most part of a record, which needs more bytes anyway.)
+    fn nothing_to_read(&self, py: Python<'_>) -> PyResult<bool> {
+        let (incoming, pending) = {
+            let tls = self.tls.borrow(py);
+            (tls.incoming.clone_ref(py), tls.calls.pending.clone_ref(py))
+        };
+        let records: usize = incoming.getattr(py, intern!(py, "pending"))?.extract(py)?;
+        Ok(records == 0 && pending.call0(py)?.extract::<usize>(py)? == 0)
+    }
+
     /// `_do_read__copied`: decrypted data goes to `data_received` in one bytes object.
+    ///
+    /// asyncio reads until the TLS object raises SSLWantReadError; building that exception
+    /// (message formatting, OpenSSL's error queue) cost more than a small record's decryption,
+    /// so the loop stops without the read that could only raise it.
     fn read_copied(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let ssl_io = this.tls.borrow(py).ssl_io.clone_ref(py);
+        let read = this.tls.borrow(py).calls.read.clone_ref(py);
         let mut chunks: Vec<Bound<'_, PyBytes>> = Vec::new();
         let mut close_notify = false;
         loop {
-            match ssl_io.call_method1(py, intern!(py, "read"), (MAX_READ,)) {
+            match read.call1(py, (MAX_READ,)) {
                 Ok(chunk) => {
                     let chunk = chunk.into_bound(py).cast_into::<PyBytes>()?;
                     if chunk.as_bytes().is_empty() {
@@ -98,6 +114,9 @@ impl TlsProtocol {
                         break;
                     }
                     chunks.push(chunk);
+                    if this.nothing_to_read(py)? {
+                        break;
+                    }
                 }
                 Err(err) if is_again(py, &err) => break,
                 Err(err) => return Err(err),
@@ -134,10 +153,10 @@ impl TlsProtocol {
     fn read_buffered(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (ssl_io, methods) = {
+        let (read, methods) = {
             let tls = this.tls.borrow(py);
             (
-                tls.ssl_io.clone_ref(py),
+                tls.calls.read.clone_ref(py),
                 tls.app_buffer
                     .as_ref()
                     .map(|(a, b)| (a.clone_ref(py), b.clone_ref(py))),
@@ -152,18 +171,14 @@ impl TlsProtocol {
         let mut offset: isize = 0;
         let mut count: isize = 1;
         let read = (|| -> PyResult<()> {
-            count = ssl_io
-                .call_method1(py, intern!(py, "read"), (wants, &buf))?
-                .extract(py)?;
+            count = read.call1(py, (wants, &buf))?.extract(py)?;
             if count <= 0 {
                 return Ok(());
             }
             offset = count;
             while offset < wants {
                 let rest = buf.get_item(PySlice::new(py, offset, isize::MAX, 1))?;
-                count = ssl_io
-                    .call_method1(py, intern!(py, "read"), (wants - offset, rest))?
-                    .extract(py)?;
+                count = read.call1(py, (wants - offset, rest))?.extract(py)?;
                 if count <= 0 {
                     return Ok(());
                 }
@@ -213,7 +228,7 @@ impl TlsProtocol {
     pub(super) fn _do_write(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let ssl_io = this.tls.borrow(py).ssl_io.clone_ref(py);
+        let write = this.tls.borrow(py).calls.write.clone_ref(py);
         loop {
             let Some(data) = this
                 .tls
@@ -225,7 +240,7 @@ impl TlsProtocol {
                 break;
             };
             let data = data.into_bound(py);
-            let count: i64 = match ssl_io.call_method1(py, intern!(py, "write"), (&data,)) {
+            let count: i64 = match write.call1(py, (&data,)) {
                 Ok(count) => count.extract(py)?,
                 Err(err) if is_again(py, &err) => break,
                 Err(err) => return Err(err),
@@ -251,15 +266,12 @@ impl TlsProtocol {
     pub(super) fn _process_outgoing(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let outgoing = {
+        let drain = {
             let tls = this.tls.borrow(py);
-            (!tls.ssl_writing_paused).then(|| tls.outgoing.clone_ref(py))
+            (!tls.ssl_writing_paused).then(|| tls.calls.drain.clone_ref(py))
         };
-        if let Some(outgoing) = outgoing {
-            let records = outgoing
-                .call_method0(py, intern!(py, "read"))?
-                .into_bound(py)
-                .cast_into::<PyBytes>()?;
+        if let Some(drain) = drain {
+            let records = drain.call0(py)?.into_bound(py).cast_into::<PyBytes>()?;
             if !records.as_bytes().is_empty() {
                 this.send_records(py, &records)?;
             }
