@@ -1,0 +1,426 @@
+"""The TLS protocol's behaviour in detail (issue 7), on asyncio and ferroloop alike: 10 MB echoed
+in odd chunks, the shutdown timeout, flow control in both directions, a BufferedProtocol over TLS,
+close_notify and eof_received, writes after close, a custom SSLObject class, argument errors, and
+nothing kept alive after a connection ends."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import socket
+import ssl
+import sys
+import threading
+import weakref
+
+import ferroloop
+import pytest
+
+trustme = pytest.importorskip("trustme")
+
+ODD_CHUNKS = [1, 7, 4093, 65537, 3, 12345, 1 << 20, 999_983]
+TEN_MB = 10 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    return ctx
+
+
+class Recorder(asyncio.Protocol):
+    """A client protocol that records its callbacks and everything it receives."""
+
+    def __init__(self):
+        self.events = []
+        self.data = bytearray()
+        self.lost = asyncio.get_running_loop().create_future()
+        self.keep_open = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        self.data += data
+
+    def eof_received(self):
+        self.events.append("eof")
+        return self.keep_open
+
+    def pause_writing(self):
+        self.events.append(("pause", self.transport.get_write_buffer_size()))
+
+    def resume_writing(self):
+        self.events.append(("resume", self.transport.get_write_buffer_size()))
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None, str(exc or "")))
+        self.lost.set_result(None)
+
+
+async def _echo(reader, writer):
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _server(ctx, handler=_echo):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ctx)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def _pieces(total):
+    """`total` bytes of a repeating pattern, cut in the odd sizes, cycling."""
+    pattern = bytes(range(251)) * (total // 251 + 1)
+    pieces, offset, i = [], 0, 0
+    while offset < total:
+        n = min(ODD_CHUNKS[i % len(ODD_CHUNKS)], total - offset)
+        pieces.append(pattern[offset : offset + n])
+        offset, i = offset + n, i + 1
+    return pieces, pattern[:total]
+
+
+def test_ten_megabytes_echo_in_odd_chunks(loop, server_ctx, client_ctx):
+    pieces, payload = _pieces(TEN_MB)
+
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+
+            async def send():
+                for piece in pieces:
+                    writer.write(piece)
+                    await writer.drain()
+
+            sender = asyncio.create_task(send())
+            echoed = await reader.readexactly(len(payload))
+            await sender
+            writer.close()
+            await writer.wait_closed()
+        return echoed
+
+    assert loop.run_until_complete(main()) == payload
+
+
+def test_the_transport_and_protocol_are_asyncio_s_kinds(loop, server_ctx, client_ctx):
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            ssl_protocol = transport._ssl_protocol
+            kinds = (
+                isinstance(transport, asyncio.Transport),
+                isinstance(ssl_protocol, asyncio.BufferedProtocol),
+                transport.get_protocol() is proto,
+                transport.get_write_buffer_limits(),
+                transport.get_read_buffer_limits(),
+                transport.is_reading(),
+                transport.can_write_eof(),
+            )
+            transport.close()
+            await proto.lost
+        return kinds, ssl_protocol
+
+    kinds, ssl_protocol = loop.run_until_complete(main())
+    # asyncio's defaults: 512 KiB to write, 256 KiB to read, low marks a quarter of them.
+    assert kinds == (
+        True,
+        True,
+        True,
+        (128 * 1024, 512 * 1024),
+        (64 * 1024, 256 * 1024),
+        True,
+        False,
+    )
+    if isinstance(loop, ferroloop.EventLoop) and sys.version_info >= (3, 11):
+        assert isinstance(ssl_protocol, ferroloop._ferroloop.TlsProtocol)
+
+
+def test_a_peer_that_never_answers_close_notify_times_out(loop, server_ctx, client_ctx):
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def mute_peer():
+        # Completes the handshake, then neither reads nor answers until the test ends.
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True):
+            done.wait(10)
+
+    thread = threading.Thread(target=mute_peer)
+    thread.start()
+
+    async def main():
+        transport, proto = await loop.create_connection(
+            Recorder,
+            "127.0.0.1",
+            listener.getsockname()[1],
+            ssl=client_ctx,
+            server_hostname="localhost",
+            ssl_shutdown_timeout=0.3,
+        )
+        started = loop.time()
+        transport.close()
+        await asyncio.wait_for(proto.lost, 10)
+        return proto.events, loop.time() - started
+
+    try:
+        events, took = loop.run_until_complete(main())
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+    assert events == ["made", ("lost", "TimeoutError", "SSL shutdown timed out")]
+    assert 0.25 < took < 5
+
+
+def test_write_flow_control_pauses_and_resumes_the_application(loop, server_ctx, client_ctx):
+    async def main():
+        release = asyncio.Event()
+
+        async def slow_reader(reader, writer):
+            await release.wait()
+            while await reader.read(1 << 16):
+                pass
+            writer.close()
+
+        server, port = await _server(server_ctx, slow_reader)
+        async with server:
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            transport.set_write_buffer_limits(high=64 * 1024)
+            limits = transport.get_write_buffer_limits()
+            chunk = b"x" * 16 * 1024
+            while not proto.events[1:]:
+                transport.write(chunk)
+                await asyncio.sleep(0)
+            paused = proto.events[-1]
+            release.set()
+            while proto.events[-1][0] != "resume":
+                await asyncio.sleep(0.01)
+            resumed = proto.events[-1]
+            transport.close()
+            await proto.lost
+        return limits, paused, resumed
+
+    limits, (what, size_at_pause), (what2, size_at_resume) = loop.run_until_complete(main())
+    assert limits == (16 * 1024, 64 * 1024)
+    assert (what, what2) == ("pause", "resume")
+    assert size_at_pause >= 64 * 1024
+    assert size_at_resume <= 16 * 1024
+
+
+def test_pause_reading_holds_decrypted_data_back(loop, server_ctx, client_ctx):
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            transport.write(b"first")
+            while len(proto.data) < 5:
+                await asyncio.sleep(0.01)
+            transport.pause_reading()
+            reading = transport.is_reading()
+            transport.write(b"second")
+            await asyncio.sleep(0.2)
+            held = bytes(proto.data)
+            transport.resume_reading()
+            while len(proto.data) < 11:
+                await asyncio.sleep(0.01)
+            transport.close()
+            await proto.lost
+        return reading, held, bytes(proto.data), transport.is_reading()
+
+    assert loop.run_until_complete(main()) == (False, b"first", b"firstsecond", True)
+
+
+class BufferedRecorder(asyncio.BufferedProtocol):
+    """Receives into a small buffer of its own."""
+
+    def __init__(self, size):
+        self.buffer = bytearray(size)
+        self.data = bytearray()
+        self.sizes_asked = set()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        self.sizes_asked.add(sizehint >= 0)
+        return memoryview(self.buffer)
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buffer[:nbytes]
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_a_buffered_protocol_receives_through_its_own_buffer(loop, server_ctx, client_ctx):
+    pieces, payload = _pieces(2 * 1024 * 1024 + 17)
+
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            transport, proto = await loop.create_connection(
+                lambda: BufferedRecorder(1000),
+                "127.0.0.1",
+                port,
+                ssl=client_ctx,
+                server_hostname="localhost",
+            )
+            for piece in pieces:
+                transport.write(piece)
+            while len(proto.data) < len(payload):
+                await asyncio.sleep(0.01)
+            transport.close()
+            exc = await proto.lost
+        return bytes(proto.data) == payload, proto.sizes_asked, exc
+
+    assert loop.run_until_complete(main()) == (True, {True}, None)
+
+
+@pytest.mark.parametrize("keep_open", [False, True])
+def test_close_notify_reaches_eof_received(loop, server_ctx, client_ctx, caplog, keep_open):
+    async def main():
+        async def say_bye(reader, writer):
+            writer.write(b"bye")
+            await writer.drain()
+            writer.close()
+
+        server, port = await _server(server_ctx, say_bye)
+        async with server:
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            proto.keep_open = keep_open
+            await asyncio.wait_for(proto.lost, 10)
+        return bytes(proto.data), proto.events
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        data, events = loop.run_until_complete(main())
+    assert (data, events) == (b"bye", ["made", "eof", ("lost", None, "")])
+    warned = [r.getMessage() for r in caplog.records]
+    expected = ["returning true from eof_received() has no effect when using ssl"]
+    assert warned == (expected if keep_open else [])
+
+
+def test_writes_after_close_are_dropped_then_logged(loop, server_ctx, client_ctx, caplog):
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            transport.close()
+            for _ in range(8):
+                transport.write(b"late")
+            await proto.lost
+        return transport.is_closing()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        closing = loop.run_until_complete(main())
+    warned = [r.getMessage() for r in caplog.records]
+    # The counter starts at 0: writes 6, 7 and 8 are logged.
+    assert (closing, warned) == (True, ["SSL connection is closed"] * 3)
+
+
+def test_a_custom_sslobject_class_is_used(loop, ca, server_ctx):
+    calls = {"read": 0, "write": 0}
+
+    class CountingSSLObject(ssl.SSLObject):
+        def read(self, *args):
+            calls["read"] += 1
+            return super().read(*args)
+
+        def write(self, data):
+            calls["write"] += 1
+            return super().write(data)
+
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    ctx.sslobject_class = CountingSSLObject
+
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+            )
+            writer.write(b"hello")
+            echoed = await reader.readexactly(5)
+            writer.close()
+            await writer.wait_closed()
+        return echoed, isinstance(writer.get_extra_info("ssl_object"), CountingSSLObject)
+
+    assert loop.run_until_complete(main()) == (b"hello", True)
+    assert calls["read"] >= 1 and calls["write"] >= 1
+
+
+@pytest.mark.parametrize("argument", ["ssl_handshake_timeout", "ssl_shutdown_timeout"])
+def test_timeouts_must_be_positive(loop, server_ctx, client_ctx, argument):
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            with pytest.raises(ValueError) as info:
+                await loop.create_connection(
+                    asyncio.Protocol,
+                    "127.0.0.1",
+                    port,
+                    ssl=client_ctx,
+                    server_hostname="localhost",
+                    **{argument: -1},
+                )
+        return str(info.value)
+
+    assert loop.run_until_complete(main()) == f"{argument} should be a positive number, got -1"
+
+
+def test_nothing_stays_alive_after_the_connection(loop, server_ctx, client_ctx):
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            transport.write(b"ping")
+            while len(proto.data) < 4:
+                await asyncio.sleep(0.01)
+            refs = [weakref.ref(transport), weakref.ref(transport._ssl_protocol)]
+            transport.close()
+            await proto.lost
+            del transport, proto
+            await asyncio.sleep(0.05)
+        return refs
+
+    refs = loop.run_until_complete(main())
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
