@@ -602,6 +602,21 @@ impl TlsProtocol {
         }
     }
 
+    /// `_is_transport_closing` (3.12.8+ and 3.13.1+, where `_SSLProtocolTransport.is_closing`
+    /// also asks whether the stream under it is closing).
+    fn _is_transport_closing(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let transport = self
+            .tls
+            .borrow(py)
+            .transport
+            .as_ref()
+            .map(|t| t.clone_ref(py));
+        match transport {
+            Some(transport) => transport.call_method0(py, intern!(py, "is_closing")),
+            None => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),
+        }
+    }
+
     /// `_fatal_error`: closes the stream with `exc` and reports it as asyncio does.
     #[pyo3(signature = (exc, message="Fatal error on transport"))]
     pub(super) fn _fatal_error(
