@@ -420,3 +420,40 @@ def test_nothing_stays_alive_after_the_connection(loop, server_ctx, client_ctx):
     refs = loop.run_until_complete(main())
     gc.collect()
     assert [ref() for ref in refs] == [None, None]
+
+
+def test_unix_sockets_and_accepted_sockets_carry_tls(loop, server_ctx, client_ctx, tmp_path):
+    path = str(tmp_path / "tls.sock")
+
+    async def main():
+        server = await asyncio.start_unix_server(_echo, path, ssl=server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_unix_connection(
+                path, ssl=client_ctx, server_hostname="localhost"
+            )
+            writer.write(b"over unix")
+            over_unix = await reader.readexactly(9)
+            writer.close()
+            await writer.wait_closed()
+
+        # connect_accepted_socket: the server side of a socket pair, TLS on both ends.
+        left, right = socket.socketpair()
+        accepted = loop.create_task(
+            loop.connect_accepted_socket(
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), _echo),
+                left,
+                ssl=server_ctx,
+            )
+        )
+        reader, writer = await asyncio.open_connection(
+            sock=right, ssl=client_ctx, server_hostname="localhost"
+        )
+        transport, _ = await accepted
+        writer.write(b"accepted")
+        over_pair = await reader.readexactly(8)
+        writer.close()
+        await writer.wait_closed()
+        transport.close()
+        return over_unix, over_pair
+
+    assert loop.run_until_complete(main()) == (b"over unix", b"accepted")
