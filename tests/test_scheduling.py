@@ -369,6 +369,76 @@ def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
     assert any("unclosed event loop" in str(w.message) for w in caught)
 
 
+# The task below never runs: its coroutine is closed unstarted when the loop is collected.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_factory):
+    import contextvars
+    import gc
+    import warnings
+    import weakref
+
+    var = contextvars.ContextVar("holder")
+    loop = loop_factory()
+
+    class Holder:
+        pass
+
+    def schedule():
+        # Runs in a throwaway context: only the copies the callbacks take hold the value,
+        # which points back at the loop (loop -> queue -> handle -> context -> value -> loop).
+        holder = Holder()
+        holder.loop = loop
+        var.set(holder)
+        loop.call_soon(print)
+        loop.call_later(100, print)
+
+    contextvars.copy_context().run(schedule)
+    ref = weakref.ref(loop)
+    del loop
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        gc.collect()
+        gc.collect()
+    assert ref() is None
+
+
+def test_a_token_may_outlive_the_callback_that_set_it(loop):
+    import contextvars
+    import gc
+
+    var = contextvars.ContextVar("v", default=0)
+    tokens = []
+
+    def callback(i):
+        tokens.append(var.set(i))  # the token holds the callback's context
+
+    for i in range(100):
+        loop.call_soon(callback, i)
+    run_turns(loop)
+    gc.collect()
+    values = [token.var.get() for token in tokens]
+    tokens.clear()  # the contexts go with the tokens
+    gc.collect()
+    assert values == [0] * 100
+
+
+def test_contexts_handed_out_are_ordinary_tracked_objects(loop):
+    import gc
+
+    handle = loop.call_soon(print, "x")
+    timer = loop.call_later(100, print)
+    # `_context` on every version; `get_context()` from 3.12 on (ferroloop has it everywhere).
+    contexts = [handle._context, timer._context]
+    if hasattr(timer, "get_context"):
+        contexts.append(timer.get_context())
+        assert contexts[2] is contexts[1]
+    assert all(gc.is_tracked(ctx) for ctx in contexts)
+    assert contexts[0] is not contexts[1]
+    timer.cancel()
+    gc.collect()
+    run_turns(loop)
+
+
 def test_call_soon_argument_errors(loop):
     with pytest.raises(
         TypeError, match=r"call_soon\(\) missing 1 required positional argument: 'callback'"

@@ -11,8 +11,16 @@
 //! collected (and warned about) as asyncio's is. The moment the queue lets go of it (it ran, was dropped at close) or it is cancelled,
 //! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
 //! which the loop holds in two places at once, are always tracked.
+//!
+//! The same goes for the context copy each such handle makes (asyncio copies the current context
+//! per callback): untracked with its queued handle when nobody else holds it, visited on its
+//! behalf by the loop (`gc.rs`), tracked again before the handle lets go of it or hands it out.
+//! Left tracked, a million queued callbacks' contexts survived young collections into the oldest
+//! generation and set off full collections that walked them all: 11 of them took 435 ms of an
+//! 869 ms fan-out of 1M callbacks; untracked, one took 6 ms.
 
 mod fastcall;
+mod gc;
 mod io;
 mod schedule;
 mod tasks;
@@ -74,6 +82,7 @@ fn release_queued(py: Python<'_>, queued: Vec<Py<Handle>>) {
 /// Finishes the LoopCore type once PyO3 has made it: entry points that PyO3 cannot express as
 /// cheaply as CPython's own calling convention.
 pub(crate) fn finish_type(loop_type: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    gc::install(loop_type);
     fastcall::install(loop_type)
 }
 
