@@ -32,22 +32,25 @@ struct HandleState {
     callback: Option<Py<PyAny>>,
     args: Option<Py<PyTuple>>,
     context: Option<Py<PyAny>>,
-    /// The context is the handle's own copy and untracked while the handle is queued: see
-    /// "Handles and the garbage collector" in `event_loop/mod.rs`.
-    context_untracked: bool,
     debug: Option<Box<DebugInfo>>,
+}
+
+/// Whether `ctx` is a Context the queue untracked (see "Handles and the garbage collector" in
+/// `event_loop/mod.rs`): CPython tracks every Context it makes, so an untracked one is ours.
+/// (A handle's context may be any object: asyncio checks it only when the callback runs.)
+fn untracked_context(ctx: &Py<PyAny>) -> bool {
+    let ptr = ctx.as_ptr();
+    // SAFETY: reading the type and GC state of a live object.
+    unsafe { ffi::PyContext_CheckExact(ptr) != 0 && ffi::PyObject_GC_IsTracked(ptr) == 0 }
 }
 
 impl HandleState {
     /// Tracks the context again if the queue had it untracked. Done before the handle lets go of
     /// it or hands it out: CPython's Context deallocator unlinks it from the collector's list
     /// unconditionally, and anyone else holding it must see a normal, tracked object.
-    fn retrack_context(&mut self) {
-        if !std::mem::take(&mut self.context_untracked) {
-            return;
-        }
-        if let Some(ctx) = &self.context {
-            // SAFETY: a live Context that this handle untracked, so not tracked now.
+    fn retrack_context(&self) {
+        if let Some(ctx) = self.context.as_ref().filter(|ctx| untracked_context(ctx)) {
+            // SAFETY: a live Context, not tracked now.
             unsafe { ffi::PyObject_GC_Track(ctx.as_ptr().cast()) }
         }
     }
@@ -142,7 +145,6 @@ impl Handle {
                 callback: Some(callback),
                 args: Some(args),
                 context: Some(context_or_copy(py, context)?),
-                context_untracked: false,
                 debug,
             }),
             loop_,
@@ -161,7 +163,7 @@ impl Handle {
     pub(crate) fn untrack_while_queued(slf: &Bound<'_, Handle>) {
         // SAFETY: a live GC object; untracking an object is always allowed.
         unsafe { ffi::PyObject_GC_UnTrack(slf.as_ptr().cast()) }
-        let mut st = slf.get().state.borrow_mut(slf.py());
+        let st = slf.get().state.borrow(slf.py());
         if let Some(ctx) = &st.context {
             let ptr = ctx.as_ptr();
             // SAFETY: reading the type, reference count and GC state of a live object.
@@ -173,7 +175,6 @@ impl Handle {
             if own_copy {
                 // SAFETY: a live, tracked GC object.
                 unsafe { ffi::PyObject_GC_UnTrack(ptr.cast()) }
-                st.context_untracked = true;
             }
         }
     }
@@ -187,7 +188,7 @@ impl Handle {
                 ffi::PyObject_GC_Track(ptr.cast());
             }
         }
-        slf.get().state.borrow_mut(slf.py()).retrack_context();
+        slf.get().state.borrow(slf.py()).retrack_context();
     }
 
     /// Called when the loop's queue lets go of the handle: if someone else still holds it, the
@@ -214,7 +215,7 @@ impl Handle {
         visit.call(&st.callback)?;
         visit.call(&st.args)?;
         // An untracked context is the collector's to skip; the loop visits its referents.
-        if !st.context_untracked {
+        if !st.context.as_ref().is_some_and(untracked_context) {
             visit.call(&st.context)?;
         }
         if let Some(debug) = &st.debug {
@@ -236,15 +237,15 @@ impl Handle {
         let Some(st) = self.state.try_borrow_for_gc() else {
             return 0;
         };
-        match (&st.context, st.context_untracked) {
-            (Some(ctx), true) => {
+        match st.context.as_ref().filter(|ctx| untracked_context(ctx)) {
+            Some(ctx) => {
                 let ptr = ctx.as_ptr();
                 match (*ffi::Py_TYPE(ptr)).tp_traverse {
                     Some(context_traverse) => context_traverse(ptr, visit, arg),
                     None => 0,
                 }
             }
-            _ => 0,
+            None => 0,
         }
     }
 
@@ -517,7 +518,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let mut st = self.state.borrow_mut(py);
+        let st = self.state.borrow(py);
         st.retrack_context();
         st.context.as_ref().map(|c| c.clone_ref(py))
     }
