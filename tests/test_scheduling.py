@@ -383,7 +383,7 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
     class Holder:
         pass
 
-    def schedule():
+    def schedule(loop):
         # Runs in a throwaway context: only the copies the callbacks take hold the value,
         # which points back at the loop (loop -> queue -> handle -> context -> value -> loop).
         holder = Holder()
@@ -392,7 +392,7 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
         loop.call_soon(print)
         loop.call_later(100, print)
 
-    contextvars.copy_context().run(schedule)
+    contextvars.copy_context().run(schedule, loop)
     ref = weakref.ref(loop)
     del loop
     with warnings.catch_warnings(record=True):
