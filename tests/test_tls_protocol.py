@@ -457,3 +457,48 @@ def test_unix_sockets_and_accepted_sockets_carry_tls(loop, server_ctx, client_ct
         return over_unix, over_pair
 
     assert loop.run_until_complete(main()) == (b"over unix", b"accepted")
+
+
+def test_post_handshake_client_authentication(loop, ca):
+    # TLS 1.3: the server asks for the client's certificate after the handshake. The request
+    # arrives with application data; the client's TLS object answers it while reading, and the
+    # protocol must send that answer (records made by a read, not by a write).
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.post_handshake_auth = True
+    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client_ctx)
+    ca.issue_cert("client@example.org").configure_cert(client_ctx)
+    client_ctx.post_handshake_auth = True
+
+    async def main():
+        async def handler(reader, writer):
+            ssl_object = writer.get_extra_info("ssl_object")
+            before = ssl_object.getpeercert()
+            ssl_object.verify_client_post_handshake()
+            writer.write(b"who are you?\n")
+            await writer.drain()
+            await reader.readline()
+            after = ssl_object.getpeercert()["subjectAltName"]
+            writer.write(repr((before, after)).encode() + b"\n")
+            await writer.drain()
+            writer.close()
+
+        server, port = await _server(server_ctx, handler)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            question = await reader.readline()
+            writer.write(b"here\n")
+            answer = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            await writer.wait_closed()
+        return question, answer
+
+    question, answer = loop.run_until_complete(main())
+    assert question == b"who are you?\n"
+    assert answer == b"(None, (('email', 'client@example.org'),))\n"
