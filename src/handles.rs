@@ -205,48 +205,36 @@ impl Handle {
         unsafe { ffi::PyObject_GC_IsTracked(handle.as_ptr()) != 0 }
     }
 
-    /// Visits what the handle references: from its own `__traverse__`, or from the loop's on
-    /// behalf of a queued (untracked) handle.
-    pub(crate) fn visit_referents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
+    /// Walks what the handle references, for its own `__traverse__` and for the loop's on behalf
+    /// of a queued (untracked) handle: `visit` gets each referent, `context_behalf` the context
+    /// if the queue untracked it (the collector skips untracked objects; the loop visits the
+    /// context's referents instead).
+    pub(crate) fn walk_referents<E>(
+        &self,
+        visit: &mut impl FnMut(&Py<PyAny>) -> Result<(), E>,
+        context_behalf: &mut impl FnMut(&Py<PyAny>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        visit(&self.loop_)?;
+        // The collector runs with the GIL held and never while a borrow is live (no borrow of a
+        // handle spans an allocation); a busy cell is skipped rather than trusted.
         let Some(st) = self.state.try_borrow_for_gc() else {
             return Ok(());
         };
-        visit.call(&st.callback)?;
-        visit.call(&st.args)?;
-        // An untracked context is the collector's to skip; the loop visits its referents.
-        if !st.context.as_ref().is_some_and(untracked_context) {
-            visit.call(&st.context)?;
+        if let Some(callback) = &st.callback {
+            visit(callback)?;
         }
-        if let Some(debug) = &st.debug {
-            visit.call(&debug.source_traceback)?;
+        if let Some(args) = &st.args {
+            visit(args.as_any())?;
+        }
+        match &st.context {
+            Some(ctx) if untracked_context(ctx) => context_behalf(ctx)?,
+            Some(ctx) => visit(ctx)?,
+            None => {}
+        }
+        if let Some(traceback) = st.debug.as_ref().and_then(|d| d.source_traceback.as_ref()) {
+            visit(traceback)?;
         }
         Ok(())
-    }
-
-    /// Visits the referents of the handle's context on its behalf, if the queue untracked it:
-    /// the context type's own traverse, with the collector's raw visit function.
-    ///
-    /// # Safety
-    /// Only from a `tp_traverse`, with the `visit` and `arg` the collector passed to it.
-    pub(crate) unsafe fn traverse_untracked_context(
-        &self,
-        visit: ffi::visitproc,
-        arg: *mut std::os::raw::c_void,
-    ) -> std::os::raw::c_int {
-        let Some(st) = self.state.try_borrow_for_gc() else {
-            return 0;
-        };
-        match st.context.as_ref().filter(|ctx| untracked_context(ctx)) {
-            Some(ctx) => {
-                let ptr = ctx.as_ptr();
-                match (*ffi::Py_TYPE(ptr)).tp_traverse {
-                    Some(context_traverse) => context_traverse(ptr, visit, arg),
-                    None => 0,
-                }
-            }
-            None => 0,
-        }
     }
 
     pub(crate) fn mark_scheduled(&self) {
@@ -478,9 +466,8 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // The collector runs with the GIL held and never while a borrow is live (no borrow of a
-        // handle spans an allocation); a busy cell is skipped rather than trusted.
-        self.visit_referents(&visit)
+        // A tracked handle's context is tracked too (see `track`).
+        self.walk_referents(&mut |obj| visit.call(obj), &mut |_| Ok(()))
     }
 
     fn __clear__(&self, py: Python<'_>) {

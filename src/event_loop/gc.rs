@@ -1,10 +1,18 @@
-//! The loop's traverse, completed: the contexts of queued handles.
+//! The loop's traverse: the queued handles.
 //!
-//! A queued handle's own context copy is untracked while it waits (see "Handles and the garbage
-//! collector" in `mod.rs`), so the loop visits what the context references on the context's
-//! behalf, by calling the Context type's own `tp_traverse`. That needs the raw visit function,
-//! which PyO3's `PyVisit` does not expose; so the loop type's `tp_traverse` is this function,
-//! which runs PyO3's (the loop's `__traverse__`) and then this pass.
+//! A handle queued by `call_soon`/`call_later`/`call_at` is untracked while it waits, and so is
+//! its own context copy (see "Handles and the garbage collector" in `mod.rs`); the loop visits
+//! their referents on their behalf, the context's by calling the Context type's own
+//! `tp_traverse`. That needs the collector's raw visit function, which PyO3's `PyVisit` does not
+//! expose; so the loop type's `tp_traverse` is this function, which runs PyO3's (the loop's
+//! `__traverse__`: fd callbacks, task factory) and then walks the queue.
+//!
+//! While the loop runs, the walk is skipped. A running loop is reachable from outside the
+//! collector's view (the running-loop thread-local, the `run_forever` frame), so whatever its
+//! queue references is reachable through it anyway: not visiting those references leaves them
+//! counted as referenced from outside, which is the same verdict, reached without walking every
+//! queued callback in every full collection. The walk matters for a loop that is not running,
+//! which may be garbage: an unclosed loop dropped with callbacks queued is then collected.
 
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,6 +28,47 @@ use crate::handles::Handle;
 /// The traverse PyO3 made from `LoopCore::__traverse__`.
 static PYO3_TRAVERSE: OnceLock<ffi::traverseproc> = OnceLock::new();
 
+/// Visits the queued handles (or their referents, on their behalf).
+///
+/// # Safety
+/// Only from a `tp_traverse` of the loop type, with the collector's `visit` and `arg`.
+unsafe fn walk_queue(slf: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: the collector holds the GIL; `slf` is a live instance of the loop type (or a
+    // subclass), borrowed for this call without touching its reference count.
+    let py = Python::assume_attached();
+    let this = Borrowed::from_ptr(py, slf).cast_unchecked::<LoopCore>();
+    let Some(st) = this.get().state.try_borrow_for_gc() else {
+        return 0;
+    };
+    if st.thread_id.is_some() {
+        return 0;
+    }
+    let mut visit_one = |obj: &Py<PyAny>| match visit(obj.as_ptr(), arg) {
+        0 => Ok(()),
+        done => Err(done),
+    };
+    let mut context_behalf = |ctx: &Py<PyAny>| {
+        let ptr = ctx.as_ptr();
+        match (*ffi::Py_TYPE(ptr)).tp_traverse.map(|t| t(ptr, visit, arg)) {
+            None | Some(0) => Ok(()),
+            Some(done) => Err(done),
+        }
+    };
+    for handle in st.scheduler.iter() {
+        let walked = if Handle::is_tracked(handle) {
+            visit_one(handle.as_any())
+        } else {
+            handle
+                .get()
+                .walk_referents(&mut visit_one, &mut context_behalf)
+        };
+        if let Err(done) = walked {
+            return done;
+        }
+    }
+    0
+}
+
 unsafe extern "C" fn traverse(
     slf: *mut ffi::PyObject,
     visit: ffi::visitproc,
@@ -31,27 +80,9 @@ unsafe extern "C" fn traverse(
             return done;
         }
     }
-    // No Rust panic may unwind into the collector; a failed pass visits nothing more, which only
+    // No Rust panic may unwind into the collector; a failed walk visits nothing more, which only
     // keeps objects alive longer.
-    catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the collector holds the GIL; `slf` is a live instance of the loop type (or a
-        // subclass), borrowed for this call without touching its reference count.
-        let py = Python::assume_attached();
-        let this = Borrowed::from_ptr(py, slf).cast_unchecked::<LoopCore>();
-        let Some(st) = this.get().state.try_borrow_for_gc() else {
-            return 0;
-        };
-        for handle in st.scheduler.iter() {
-            if !Handle::is_tracked(handle) {
-                let done = handle.get().traverse_untracked_context(visit, arg);
-                if done != 0 {
-                    return done;
-                }
-            }
-        }
-        0
-    }))
-    .unwrap_or(0)
+    catch_unwind(AssertUnwindSafe(|| walk_queue(slf, visit, arg))).unwrap_or(0)
 }
 
 /// Puts `traverse` in the loop type's slot, in front of PyO3's.

@@ -6,11 +6,12 @@
 //! whose callback is a bound method of its owner is a cycle), but a million queued callbacks
 //! would make every collection walk a million handles. So a handle made by `call_soon`,
 //! `call_later` or `call_at` is untracked while it sits in the scheduler, where exactly one slot
-//! owns it: the loop's `__traverse__` visits such a handle's references itself, on the handle's
-//! behalf, the loop included, so that an unclosed loop dropped with callbacks still queued is
-//! collected (and warned about) as asyncio's is. The moment the queue lets go of it (it ran, was dropped at close) or it is cancelled,
-//! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
-//! which the loop holds in two places at once, are always tracked.
+//! owns it: the loop's traverse (`gc.rs`) visits such a handle's references itself, on the
+//! handle's behalf, the loop included, so that an unclosed loop dropped with callbacks still
+//! queued is collected (and warned about) as asyncio's is; while the loop runs it is reachable
+//! anyway, and the walk is skipped. The moment the queue lets go of it (it ran, was dropped at
+//! close) or it is cancelled, it is tracked again if anyone else still holds it. Handles of
+//! `add_reader`/`add_writer`, which the loop holds in two places at once, are always tracked.
 //!
 //! The same goes for the context copy each such handle makes (asyncio copies the current context
 //! per callback): untracked with its queued handle when nobody else holds it, visited on its
@@ -223,13 +224,7 @@ impl LoopCore {
         let Some(st) = self.state.try_borrow_for_gc() else {
             return Ok(());
         };
-        for handle in st.scheduler.iter() {
-            if Handle::is_tracked(handle) {
-                visit.call(handle)?;
-            } else {
-                handle.get().visit_referents(&visit)?;
-            }
-        }
+        // The queue is walked by `gc::traverse`, which has the collector's raw visit function.
         for callbacks in st.fd_callbacks.values() {
             visit.call(&callbacks.reader)?;
             visit.call(&callbacks.writer)?;
