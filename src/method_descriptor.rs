@@ -32,6 +32,43 @@ pub unsafe fn call_for_cpython(
     ptr::null_mut()
 }
 
+/// Defines `$entry`, a `METH_O` function for `method_descriptor` that runs
+/// `$body(py, &self, &arg)` through `call_for_cpython`.
+macro_rules! meth_o_entry {
+    ($entry:ident, $what:literal, $body:path) => {
+        // SAFETY: CPython calls methods with the GIL held, passes `slf` checked against the
+        // descriptor's class, and `arg` as a borrowed reference.
+        unsafe extern "C" fn $entry(
+            slf: *mut pyo3::ffi::PyObject,
+            arg: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
+            let py = pyo3::Python::assume_attached();
+            let this = pyo3::Bound::from_borrowed_ptr(py, slf);
+            let arg = pyo3::Bound::from_borrowed_ptr(py, arg);
+            $crate::method_descriptor::call_for_cpython(py, $what, || $body(py, &this, &arg))
+        }
+    };
+}
+
+/// Defines `$entry`, a `METH_NOARGS` function for `method_descriptor` that runs
+/// `$body(py, &self)` through `call_for_cpython`.
+macro_rules! meth_noargs_entry {
+    ($entry:ident, $what:literal, $body:path) => {
+        // SAFETY: CPython calls methods with the GIL held and passes `slf` checked against the
+        // descriptor's class.
+        unsafe extern "C" fn $entry(
+            slf: *mut pyo3::ffi::PyObject,
+            _unused: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
+            let py = pyo3::Python::assume_attached();
+            let this = pyo3::Bound::from_borrowed_ptr(py, slf);
+            $crate::method_descriptor::call_for_cpython(py, $what, || $body(py, &this))
+        }
+    };
+}
+
+pub(crate) use {meth_noargs_entry, meth_o_entry};
+
 /// A method descriptor of `cls` for a native function.
 pub fn method_descriptor(
     cls: &Bound<'_, PyType>,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import ferroloop
 import pytest
@@ -38,3 +39,28 @@ def run_turns(loop, n: int = 1) -> None:
     for _ in range(n):
         loop.stop()
         loop.run_forever()
+
+
+# TLS: a certificate authority and contexts from trustme, made once per test session.
+
+
+@pytest.fixture(scope="session")
+def ca():
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_ctx(ca):
+    """A server context for localhost and 127.0.0.1."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def client_ctx(ca):
+    """A client context that trusts the authority."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    return ctx

@@ -12,28 +12,9 @@ import ssl
 
 import pytest
 
-trustme = pytest.importorskip("trustme")
+pytest.importorskip("trustme")
 
 CHUNKS = [1, 7, 4096, 65537, 3, 1 << 20, 12345]
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ca.configure_trust(ctx)
-    return ctx
 
 
 async def _echo(reader, writer):

@@ -17,29 +17,10 @@ import weakref
 import ferroloop
 import pytest
 
-trustme = pytest.importorskip("trustme")
+pytest.importorskip("trustme")
 
 ODD_CHUNKS = [1, 7, 4093, 65537, 3, 12345, 1 << 20, 999_983]
 TEN_MB = 10 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ca.configure_trust(ctx)
-    return ctx
 
 
 class Recorder(asyncio.Protocol):

@@ -18,7 +18,7 @@ use pyo3::types::{PyByteArray, PyBytes, PySequence, PyType};
 use super::byte_view::ByteView;
 use super::calls::{is_exit, socket_call, with_read_buffer, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use super::sys;
-use crate::method_descriptor::{call_for_cpython, method_descriptor};
+use crate::method_descriptor::{meth_noargs_entry, meth_o_entry, method_descriptor};
 use crate::pyobjects;
 
 /// `_UnixReadPipeTransport._read_ready`.
@@ -186,40 +186,13 @@ fn write_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-// SAFETY (the three entries): CPython calls methods with the GIL held, passes `slf` checked
-// against the descriptor's class, and `arg` as a borrowed reference.
-
-unsafe extern "C" fn read_ready_noargs(
-    slf: *mut ffi::PyObject,
-    _unused: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let py = Python::assume_attached();
-    let transport = Bound::from_borrowed_ptr(py, slf);
-    call_for_cpython(py, "pipe transport _read_ready", || {
-        read_ready(py, &transport)
-    })
-}
-
-unsafe extern "C" fn write_o(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let py = Python::assume_attached();
-    let transport = Bound::from_borrowed_ptr(py, slf);
-    let data = Bound::from_borrowed_ptr(py, arg);
-    call_for_cpython(py, "pipe transport write", || write(py, &transport, &data))
-}
-
-unsafe extern "C" fn write_ready_noargs(
-    slf: *mut ffi::PyObject,
-    _unused: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let py = Python::assume_attached();
-    let transport = Bound::from_borrowed_ptr(py, slf);
-    call_for_cpython(py, "pipe transport _write_ready", || {
-        write_ready(py, &transport)
-    })
-}
+meth_noargs_entry!(read_ready_noargs, "pipe transport _read_ready", read_ready);
+meth_o_entry!(write_o, "pipe transport write", write);
+meth_noargs_entry!(
+    write_ready_noargs,
+    "pipe transport _write_ready",
+    write_ready
+);
 
 /// The native `_read_ready`, as a method descriptor of `cls` (a `_UnixReadPipeTransport`
 /// subclass) to install as its `_read_ready`.

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple, PyType};
 
 use super::protocol::TlsProtocol;
-use crate::method_descriptor::{call_for_cpython, method_descriptor};
+use crate::method_descriptor::{meth_o_entry, method_descriptor};
 
 /// `_SSLProtocolTransport.write`.
 fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -38,17 +38,7 @@ fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) 
     }
 }
 
-// SAFETY: CPython calls methods with the GIL held, passes `slf` checked against the
-// descriptor's class, and `arg` as a borrowed reference.
-unsafe extern "C" fn write_o(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let py = Python::assume_attached();
-    let transport = Bound::from_borrowed_ptr(py, slf);
-    let data = Bound::from_borrowed_ptr(py, arg);
-    call_for_cpython(py, "TLS transport write", || write(py, &transport, &data))
-}
+meth_o_entry!(write_o, "TLS transport write", write);
 
 /// The native `write`, as a method descriptor of `cls` (an `_SSLProtocolTransport` subclass).
 #[pyfunction]

@@ -26,7 +26,7 @@ macro_rules! optional_getters {
         impl TlsProtocol {
             $(
                 #[getter($name)]
-                fn $getter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                pub(super) fn $getter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
                     self.tls.borrow(py).$field.as_ref().map(|o| o.clone_ref(py))
                 }
             )*

@@ -41,13 +41,7 @@ impl TlsProtocol {
             format!("protocol.{method}() failed"),
         )?;
         context.set_item(intern!(py, "exception"), err.into_value(py))?;
-        let app_transport = this
-            .tls
-            .borrow(py)
-            .app_transport
-            .as_ref()
-            .map(|o| o.clone_ref(py));
-        context.set_item(intern!(py, "transport"), app_transport)?;
+        context.set_item(intern!(py, "transport"), this.app_transport(py))?;
         context.set_item(intern!(py, "protocol"), slf)?;
         this.loop_(py)
             .call_method1(intern!(py, "call_exception_handler"), (context,))?;

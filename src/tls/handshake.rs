@@ -159,15 +159,7 @@ impl TlsProtocol {
         ) {
             return Ok(());
         }
-        let app_transport = this
-            .tls
-            .borrow(py)
-            .app_transport
-            .as_ref()
-            .map(|o| o.clone_ref(py));
-        if let Some(app_transport) = app_transport {
-            app_transport.setattr(py, intern!(py, "_closed"), true)?;
-        }
+        this.mark_app_transport_closed(py)?;
         if state == SslState::DoHandshake {
             return this._abort(py, None);
         }

@@ -223,6 +223,14 @@ impl TlsProtocol {
         Ok(())
     }
 
+    /// `self._app_transport._closed = True`, if there is one.
+    pub(super) fn mark_app_transport_closed(&self, py: Python<'_>) -> PyResult<()> {
+        match self.app_transport(py) {
+            Some(transport) => transport.setattr(py, intern!(py, "_closed"), true),
+            None => Ok(()),
+        }
+    }
+
     /// Cancels and forgets a timeout handle.
     pub(super) fn cancel_handle(py: Python<'_>, handle: Option<Py<PyAny>>) -> PyResult<()> {
         if let Some(handle) = handle {
@@ -455,15 +463,7 @@ impl TlsProtocol {
             tls.calls.drain.clone_ref(py)
         };
         drain.call0(py)?;
-        let app_transport = this
-            .tls
-            .borrow(py)
-            .app_transport
-            .as_ref()
-            .map(|o| o.clone_ref(py));
-        if let Some(app_transport) = app_transport {
-            app_transport.setattr(py, intern!(py, "_closed"), true)?;
-        }
+        this.mark_app_transport_closed(py)?;
         let notify = {
             let mut tls = this.tls.borrow_mut(py);
             let notify = tls.state != SslState::DoHandshake
