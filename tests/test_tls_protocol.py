@@ -483,3 +483,27 @@ def test_post_handshake_client_authentication(loop, ca):
     question, answer = loop.run_until_complete(main())
     assert question == b"who are you?\n"
     assert answer == b"(None, (('email', 'client@example.org'),))\n"
+
+
+def test_debug_mode_logs_the_handshake(loop, server_ctx, client_ctx, caplog):
+    loop.set_debug(True)
+
+    async def main():
+        server, port = await _server(server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            writer.write(b"debug")
+            echoed = await reader.readexactly(5)
+            writer.close()
+            await writer.wait_closed()
+        return echoed
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        assert loop.run_until_complete(main()) == b"debug"
+    messages = [r.getMessage() for r in caplog.records]
+    # Both ends of the connection start a handshake and report its duration.
+    assert sum(m.endswith(" starts SSL handshake") for m in messages) == 2
+    took = [m for m in messages if ": SSL handshake took " in m]
+    assert len(took) == 2 and all(m.endswith(" ms") for m in took)
