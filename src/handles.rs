@@ -466,8 +466,13 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // A tracked handle's context is tracked too (see `track`).
-        self.walk_referents(&mut |obj| visit.call(obj), &mut |_| Ok(()))
+        // The collector reaches this only for a tracked handle, whose context is tracked too
+        // (see `track`). `gc.get_referents` calls it on queued handles as well, and must list
+        // the context, untracked or not; visiting an untracked object is a no-op for the
+        // collector.
+        let mut visit_one = |obj: &Py<PyAny>| visit.call(obj);
+        let mut context = |ctx: &Py<PyAny>| visit.call(ctx);
+        self.walk_referents(&mut visit_one, &mut context)
     }
 
     fn __clear__(&self, py: Python<'_>) {

@@ -422,6 +422,22 @@ def test_a_token_may_outlive_the_callback_that_set_it(loop):
     assert values == [0] * 100
 
 
+def test_a_queued_handle_lists_its_referents(loop):
+    import gc
+
+    def callback(arg):
+        pass
+
+    handle = loop.call_soon(callback, "arg")
+    referents = gc.get_referents(handle)
+    # asyncio's Handle lists its slots; ferroloop's lists the same objects.
+    assert callback in referents and loop in referents
+    assert any(type(r).__name__ == "Context" for r in referents)
+    assert "arg" in referents or ("arg",) in referents
+    handle.cancel()
+    run_turns(loop)
+
+
 def test_contexts_handed_out_are_ordinary_tracked_objects(loop):
     import gc
 
