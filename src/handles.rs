@@ -156,13 +156,17 @@ impl Handle {
     /// Hands the handle's references over to the loop's queue for the collector's purposes: see
     /// "Handles and the garbage collector" in `event_loop/mod.rs`.
     ///
-    /// The handle's own copy of the context (nobody else holds it) is untracked with it: a
-    /// million queued callbacks are a million contexts, which would otherwise survive young
-    /// collections into the oldest generation and set off full collections, each walking them
-    /// all (measured: 11 full collections, half the time of a 1M-callback fan-out).
-    pub(crate) fn untrack_while_queued(slf: &Bound<'_, Handle>) {
+    /// With `with_context` (the caller's queue is long), the handle's own copy of the context
+    /// (nobody else holds it) is untracked with it: a million queued callbacks are a million
+    /// contexts, which would otherwise survive young collections into the oldest generation and
+    /// set off full collections, each walking them all (measured: 11 full collections, half the
+    /// time of a 1M-callback fan-out).
+    pub(crate) fn untrack_while_queued(slf: &Bound<'_, Handle>, with_context: bool) {
         // SAFETY: a live GC object; untracking an object is always allowed.
         unsafe { ffi::PyObject_GC_UnTrack(slf.as_ptr().cast()) }
+        if !with_context {
+            return;
+        }
         let st = slf.get().state.borrow(slf.py());
         if let Some(ctx) = &st.context {
             let ptr = ctx.as_ptr();

@@ -389,8 +389,10 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
         holder = Holder()
         holder.loop = loop
         var.set(holder)
-        loop.call_soon(print)
-        loop.call_later(100, print)
+        # Enough that ferroloop untracks the copies with their handles (it does from 64 on).
+        for _ in range(100):
+            loop.call_soon(print)
+            loop.call_later(100, print)
 
     contextvars.copy_context().run(schedule, loop)
     ref = weakref.ref(loop)
@@ -441,6 +443,8 @@ def test_a_queued_handle_lists_its_referents(loop):
 def test_contexts_handed_out_are_ordinary_tracked_objects(loop):
     import gc
 
+    for _ in range(100):  # a long queue: ferroloop untracks queued contexts from 64 on
+        loop.call_soon(len, "")
     handle = loop.call_soon(print, "x")
     timer = loop.call_later(100, print)
     # `_context` on every version; `get_context()` from 3.12 on (ferroloop has it everywhere).
