@@ -8,6 +8,7 @@ mod handshake;
 mod protocol;
 mod records;
 mod states;
+mod stream_events;
 
 pub use app_write::tls_write_method;
 pub use protocol::TlsProtocol;
