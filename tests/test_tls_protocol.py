@@ -507,3 +507,43 @@ def test_debug_mode_logs_the_handshake(loop, server_ctx, client_ctx, caplog):
     assert sum(m.endswith(" starts SSL handshake") for m in messages) == 2
     took = [m for m in messages if ": SSL handshake took " in m]
     assert len(took) == 2 and all(m.endswith(" ms") for m in took)
+
+
+def test_set_protocol_mid_stream_switches_to_a_buffered_protocol(loop, server_ctx, client_ctx):
+    # What an HTTPS server does when it upgrades a connection (uvicorn's websockets): the new
+    # protocol, here a BufferedProtocol, gets everything after the switch.
+    async def main():
+        switched = loop.create_future()
+
+        class First(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                assert data == b"UPGRADE\n"
+                second = BufferedRecorder(7)
+                self.transport.set_protocol(second)
+                second.connection_made(self.transport)
+                self.transport.write(b"OK\n")
+                switched.set_result(second)
+
+        server = await loop.create_server(First, "127.0.0.1", 0, ssl=server_ctx)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            writer.write(b"UPGRADE\n")
+            assert await reader.readline() == b"OK\n"
+            second = await switched
+            payload = bytes(range(256)) * 40
+            writer.write(payload)
+            while len(second.data) < len(payload):
+                await asyncio.sleep(0.01)
+            same_protocol = second.transport.get_protocol() is second
+            writer.close()
+            await writer.wait_closed()
+            await second.lost
+        return bytes(second.data) == payload, same_protocol
+
+    assert loop.run_until_complete(main()) == (True, True)
