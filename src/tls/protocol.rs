@@ -224,6 +224,23 @@ impl TlsProtocol {
         Ok(())
     }
 
+    /// asyncio's `except <caught> as ex: self._fatal_error(ex, message)` around `result`.
+    pub(super) fn fatal_error_if(
+        slf: &Bound<'_, Self>,
+        result: PyResult<()>,
+        caught: fn(Python<'_>, &PyErr) -> bool,
+        message: &str,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        match result {
+            Err(err) if caught(py, &err) => {
+                let exc = err.into_value(py).into_bound(py).into_any();
+                Self::_fatal_error(slf, &exc, message)
+            }
+            other => other,
+        }
+    }
+
     /// `self._app_transport._closed = True`, if there is one.
     pub(super) fn mark_app_transport_closed(&self, py: Python<'_>) -> PyResult<()> {
         match self.app_transport(py) {

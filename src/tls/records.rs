@@ -51,13 +51,8 @@ impl TlsProtocol {
         if slf.get().state(py) != SslState::Wrapped {
             return Ok(());
         }
-        match Self::_do_write(slf) {
-            Err(err) if is_exception(py, &err) => {
-                let exc = err.into_value(py).into_bound(py).into_any();
-                Self::_fatal_error(slf, &exc, "Fatal error on SSL protocol")
-            }
-            other => other,
-        }
+        let written = Self::_do_write(slf);
+        Self::fatal_error_if(slf, written, is_exception, "Fatal error on SSL protocol")
     }
 
     /// `_write_appdata((data,))`, for the application transport's `write`.
@@ -86,12 +81,11 @@ impl TlsProtocol {
     /// BIO and the TLS object holds no decrypted bytes. (It reads a record at a time, so what
     /// it holds beyond that is at most part of a record, which needs more bytes anyway.)
     fn nothing_to_read(&self, py: Python<'_>) -> PyResult<bool> {
-        let (incoming, pending) = {
-            let tls = self.tls.borrow(py);
-            (tls.incoming.clone_ref(py), tls.calls.pending.clone_ref(py))
-        };
-        let records: usize = incoming.getattr(py, intern!(py, "pending"))?.extract(py)?;
-        Ok(records == 0 && pending.call0(py)?.extract::<usize>(py)? == 0)
+        if self._get_read_buffer_size(py)? != 0 {
+            return Ok(false);
+        }
+        let pending = self.tls.borrow(py).calls.pending.clone_ref(py);
+        Ok(pending.call0(py)?.extract::<usize>(py)? == 0)
     }
 
     /// `_do_read__copied`: decrypted data goes to `data_received` in one bytes object.
@@ -170,7 +164,7 @@ impl TlsProtocol {
         let wants = buf.len()? as isize;
         let mut offset: isize = 0;
         let mut count: isize = 1;
-        let read = (|| -> PyResult<()> {
+        let outcome = (|| -> PyResult<()> {
             count = read.call1(py, (wants, &buf))?.extract(py)?;
             if count <= 0 {
                 return Ok(());
@@ -190,7 +184,7 @@ impl TlsProtocol {
                 .call_method1(intern!(py, "call_soon"), (do_read,))?;
             Ok(())
         })();
-        match read {
+        match outcome {
             Err(err) if !is_again(py, &err) => return Err(err),
             _ => {}
         }
@@ -305,13 +299,7 @@ impl TlsProtocol {
             }
             Self::_control_ssl_reading(slf)
         })();
-        match result {
-            Err(err) if is_exception(py, &err) => {
-                let exc = err.into_value(py).into_bound(py).into_any();
-                Self::_fatal_error(slf, &exc, "Fatal error on SSL protocol")
-            }
-            other => other,
-        }
+        Self::fatal_error_if(slf, result, is_exception, "Fatal error on SSL protocol")
     }
 
     /// `_call_eof_received`: the application learns of the peer's close_notify, once.
@@ -337,12 +325,8 @@ impl TlsProtocol {
             }
             Ok(())
         })();
-        match result {
-            Err(err) if !is_exit(py, &err) => {
-                let exc = err.into_value(py).into_bound(py).into_any();
-                Self::_fatal_error(slf, &exc, "Error calling eof_received()")
-            }
-            other => other,
-        }
+        // asyncio lets only SystemExit and KeyboardInterrupt through here.
+        let not_exit = |py: Python<'_>, err: &PyErr| !is_exit(py, err);
+        Self::fatal_error_if(slf, result, not_exit, "Error calling eof_received()")
     }
 }
