@@ -12,6 +12,21 @@ use super::states::SslState;
 use crate::net::is_exit;
 use crate::pyobjects;
 
+/// asyncio's rule for both directions: a side is paused when `size` reaches the high mark and
+/// resumed when it falls to the low one. Flips `paused` and returns `Some(true)` to pause,
+/// `Some(false)` to resume, `None` when nothing changes.
+fn crossing(size: f64, high: &Mark, low: &Mark, paused: &mut bool) -> Option<bool> {
+    if size >= high.value && !*paused {
+        *paused = true;
+        Some(true)
+    } else if size <= low.value && *paused {
+        *paused = false;
+        Some(false)
+    } else {
+        None
+    }
+}
+
 impl TlsProtocol {
     fn pending(&self, py: Python<'_>, outgoing: bool) -> PyResult<i64> {
         let bio = {
@@ -56,19 +71,21 @@ impl TlsProtocol {
         let py = slf.py();
         let this = slf.get();
         let size = this._get_write_buffer_size(py)? as f64;
-        let method = {
+        let pause = {
             let mut tls = this.tls.borrow_mut(py);
-            if size >= tls.outgoing_high.value && !tls.app_writing_paused {
-                tls.app_writing_paused = true;
-                intern!(py, "pause_writing")
-            } else if size <= tls.outgoing_low.value && tls.app_writing_paused {
-                tls.app_writing_paused = false;
-                intern!(py, "resume_writing")
-            } else {
-                return Ok(());
-            }
+            let tls = &mut *tls;
+            crossing(
+                size,
+                &tls.outgoing_high,
+                &tls.outgoing_low,
+                &mut tls.app_writing_paused,
+            )
         };
-        Self::tell_app(slf, method)
+        match pause {
+            Some(true) => Self::tell_app(slf, intern!(py, "pause_writing")),
+            Some(false) => Self::tell_app(slf, intern!(py, "resume_writing")),
+            None => Ok(()),
+        }
     }
 
     /// `_get_write_buffer_size`: the backlog and the records not yet sent.
@@ -128,17 +145,20 @@ impl TlsProtocol {
         let py = slf.py();
         let this = slf.get();
         let size = this._get_read_buffer_size(py)? as f64;
-        let method = {
+        let pause = {
             let mut tls = this.tls.borrow_mut(py);
-            if size >= tls.incoming_high.value && !tls.ssl_reading_paused {
-                tls.ssl_reading_paused = true;
-                intern!(py, "pause_reading")
-            } else if size <= tls.incoming_low.value && tls.ssl_reading_paused {
-                tls.ssl_reading_paused = false;
-                intern!(py, "resume_reading")
-            } else {
-                return Ok(());
-            }
+            let tls = &mut *tls;
+            crossing(
+                size,
+                &tls.incoming_high,
+                &tls.incoming_low,
+                &mut tls.ssl_reading_paused,
+            )
+        };
+        let method = match pause {
+            Some(true) => intern!(py, "pause_reading"),
+            Some(false) => intern!(py, "resume_reading"),
+            None => return Ok(()),
         };
         this.transport(py).call_method0(method)?;
         Ok(())
