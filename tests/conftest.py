@@ -64,3 +64,19 @@ def client_ctx(ca):
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ca.configure_trust(ctx)
     return ctx
+
+
+async def echo_handler(reader, writer):
+    """A `start_server` handler that echoes everything, then closes."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def start_tls_server(server_ctx, handler=echo_handler):
+    """A TLS stream server on 127.0.0.1 (the echo by default), and its port."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    return server, server.sockets[0].getsockname()[1]

@@ -11,31 +11,18 @@ import socket
 import ssl
 
 import pytest
+from conftest import start_tls_server
 
 pytest.importorskip("trustme")
 
 CHUNKS = [1, 7, 4096, 65537, 3, 1 << 20, 12345]
 
 
-async def _echo(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
-
-
-async def _tls_echo_server(server_ctx, handler=_echo):
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
-    return server, server.sockets[0].getsockname()[1]
-
-
 def test_tls_echo_of_odd_chunks_and_extra_info(loop, server_ctx, client_ctx):
     payload = b"".join(bytes([i % 251]) * n for i, n in enumerate(CHUNKS))
 
     async def main():
-        server, port = await _tls_echo_server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
@@ -149,7 +136,7 @@ def test_sni_and_alpn(loop, ca, client_ctx):
     client.set_alpn_protocols(["http/1.1"])
 
     async def main():
-        server, port = await _tls_echo_server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             _, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client, server_hostname="other.test"
@@ -167,7 +154,7 @@ def _verify_message(loop, server_ctx, client_ctx, server_hostname):
     """Connects to a TLS server and returns why the client refused its certificate."""
 
     async def main():
-        server, port = await _tls_echo_server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             with pytest.raises(ssl.SSLCertVerificationError) as info:
                 await asyncio.open_connection(
@@ -201,7 +188,7 @@ def test_plain_tcp_client_to_a_tls_server_is_dropped(loop, server_ctx):
         async def handler(reader, writer):
             handled.append(writer)
 
-        server, port = await _tls_echo_server(server_ctx, handler)
+        server, port = await start_tls_server(server_ctx, handler)
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET / HTTP/1.1\r\n\r\n")
@@ -242,7 +229,7 @@ def test_a_peer_that_drops_mid_record(loop, server_ctx, client_ctx):
 
         async def tls_then_drop():
             # A real TLS server, reached through a relay that cuts the stream mid-record.
-            server, tls_port = await _tls_echo_server(server_ctx)
+            server, tls_port = await start_tls_server(server_ctx)
             conn, _ = await loop.sock_accept(listener)
             upstream = socket.create_connection(("127.0.0.1", tls_port))
             upstream.setblocking(False)

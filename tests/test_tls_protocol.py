@@ -16,6 +16,7 @@ import weakref
 
 import ferroloop
 import pytest
+from conftest import echo_handler, start_tls_server
 
 pytest.importorskip("trustme")
 
@@ -54,18 +55,11 @@ class Recorder(asyncio.Protocol):
         self.lost.set_result(None)
 
 
-async def _echo(reader, writer):
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
-
-
-async def _server(ctx, handler=_echo):
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ctx)
-    return server, server.sockets[0].getsockname()[1]
+async def _connect(loop, port, client_ctx):
+    """A TLS client connection to localhost:`port`, with a `Recorder` as its protocol."""
+    return await loop.create_connection(
+        Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+    )
 
 
 def _pieces(total):
@@ -83,7 +77,7 @@ def test_ten_megabytes_echo_in_odd_chunks(loop, server_ctx, client_ctx):
     pieces, payload = _pieces(TEN_MB)
 
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
@@ -106,11 +100,9 @@ def test_ten_megabytes_echo_in_odd_chunks(loop, server_ctx, client_ctx):
 
 def test_the_transport_and_protocol_are_asyncio_s_kinds(loop, server_ctx, client_ctx):
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
+            transport, proto = await _connect(loop, port, client_ctx)
             ssl_protocol = transport._ssl_protocol
             kinds = (
                 isinstance(transport, asyncio.Transport),
@@ -183,11 +175,9 @@ def test_write_flow_control_pauses_and_resumes_the_application(loop, server_ctx,
                 pass
             writer.close()
 
-        server, port = await _server(server_ctx, slow_reader)
+        server, port = await start_tls_server(server_ctx, slow_reader)
         async with server:
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
+            transport, proto = await _connect(loop, port, client_ctx)
             transport.set_write_buffer_limits(high=64 * 1024)
             limits = transport.get_write_buffer_limits()
             chunk = b"x" * 16 * 1024
@@ -212,11 +202,9 @@ def test_write_flow_control_pauses_and_resumes_the_application(loop, server_ctx,
 
 def test_pause_reading_holds_decrypted_data_back(loop, server_ctx, client_ctx):
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
+            transport, proto = await _connect(loop, port, client_ctx)
             transport.write(b"first")
             while len(proto.data) < 5:
                 await asyncio.sleep(0.01)
@@ -265,7 +253,7 @@ def test_a_buffered_protocol_receives_through_its_own_buffer(loop, server_ctx, c
     pieces, payload = _pieces(2 * 1024 * 1024 + 17)
 
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             transport, proto = await loop.create_connection(
                 lambda: BufferedRecorder(1000),
@@ -293,11 +281,9 @@ def test_close_notify_reaches_eof_received(loop, server_ctx, client_ctx, caplog,
             await writer.drain()
             writer.close()
 
-        server, port = await _server(server_ctx, say_bye)
+        server, port = await start_tls_server(server_ctx, say_bye)
         async with server:
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
+            transport, proto = await _connect(loop, port, client_ctx)
             proto.keep_open = keep_open
             await asyncio.wait_for(proto.lost, 10)
         return bytes(proto.data), proto.events
@@ -312,11 +298,9 @@ def test_close_notify_reaches_eof_received(loop, server_ctx, client_ctx, caplog,
 
 def test_writes_after_close_are_dropped_then_logged(loop, server_ctx, client_ctx, caplog):
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
+            transport, proto = await _connect(loop, port, client_ctx)
             transport.close()
             for _ in range(8):
                 transport.write(b"late")
@@ -347,7 +331,7 @@ def test_a_custom_sslobject_class_is_used(loop, ca, server_ctx):
     ctx.sslobject_class = CountingSSLObject
 
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
@@ -365,7 +349,7 @@ def test_a_custom_sslobject_class_is_used(loop, ca, server_ctx):
 @pytest.mark.parametrize("argument", ["ssl_handshake_timeout", "ssl_shutdown_timeout"])
 def test_timeouts_must_be_positive(loop, server_ctx, client_ctx, argument):
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             with pytest.raises(ValueError) as info:
                 await loop.create_connection(
@@ -383,11 +367,9 @@ def test_timeouts_must_be_positive(loop, server_ctx, client_ctx, argument):
 
 def test_nothing_stays_alive_after_the_connection(loop, server_ctx, client_ctx):
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
+            transport, proto = await _connect(loop, port, client_ctx)
             transport.write(b"ping")
             while len(proto.data) < 4:
                 await asyncio.sleep(0.01)
@@ -407,7 +389,7 @@ def test_unix_sockets_and_accepted_sockets_carry_tls(loop, server_ctx, client_ct
     path = str(tmp_path / "tls.sock")
 
     async def main():
-        server = await asyncio.start_unix_server(_echo, path, ssl=server_ctx)
+        server = await asyncio.start_unix_server(echo_handler, path, ssl=server_ctx)
         async with server:
             reader, writer = await asyncio.open_unix_connection(
                 path, ssl=client_ctx, server_hostname="localhost"
@@ -421,7 +403,7 @@ def test_unix_sockets_and_accepted_sockets_carry_tls(loop, server_ctx, client_ct
         left, right = socket.socketpair()
         accepted = loop.create_task(
             loop.connect_accepted_socket(
-                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), _echo),
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), echo_handler),
                 left,
                 ssl=server_ctx,
             )
@@ -468,7 +450,7 @@ def test_post_handshake_client_authentication(loop, ca):
             await writer.drain()
             writer.close()
 
-        server, port = await _server(server_ctx, handler)
+        server, port = await start_tls_server(server_ctx, handler)
         async with server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
@@ -489,7 +471,7 @@ def test_debug_mode_logs_the_handshake(loop, server_ctx, client_ctx, caplog):
     loop.set_debug(True)
 
     async def main():
-        server, port = await _server(server_ctx)
+        server, port = await start_tls_server(server_ctx)
         async with server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
