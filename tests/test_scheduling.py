@@ -343,6 +343,36 @@ def test_collections_while_many_callbacks_are_queued(loop):
     assert seen == list(range(5000))
 
 
+async def while_running(schedule):
+    """Calls `schedule` from a callback of the running loop and leaves what it queued there."""
+    schedule()
+
+
+def test_a_handle_held_elsewhere_keeps_its_stopped_loop(loop_factory):
+    import gc
+    import warnings
+    import weakref
+
+    loop = loop_factory()
+    held = []
+    # The timer is queued while the loop runs and outlives the run, held by its owner.
+    loop.run_until_complete(while_running(lambda: held.append(loop.call_later(100, print))))
+    ref = weakref.ref(loop)
+    del loop
+    gc.collect()
+    # As with asyncio's handle, the timer's reference to its loop keeps the loop alive.
+    assert ref() is not None
+    assert not ref().is_closed()
+    held[0].cancel()
+    assert held[0].cancelled()
+    held.clear()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        gc.collect()
+        gc.collect()
+    assert ref() is None
+
+
 # The task below never runs: its coroutine is closed unstarted when the loop is collected.
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
@@ -355,12 +385,16 @@ def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
     async def pending():
         pass
 
-    loop.call_soon(print)
-    loop.call_later(100, print)
-    coro = pending()
-    task = loop.create_task(coro)
+    def schedule():
+        loop.call_soon(print)
+        loop.call_later(100, print)
+        loop.create_task(pending())
+
+    # Once from a running loop (ferroloop untracks those handles), once from a stopped one.
+    loop.run_until_complete(while_running(schedule))
+    schedule()
     ref = weakref.ref(loop)
-    del loop, task
+    del loop, schedule
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gc.collect()
@@ -394,7 +428,9 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
             loop.call_soon(print)
             loop.call_later(100, print)
 
-    contextvars.copy_context().run(schedule, loop)
+    loop.run_until_complete(
+        while_running(lambda: contextvars.copy_context().run(schedule, loop))
+    )
     ref = weakref.ref(loop)
     del loop
     with warnings.catch_warnings(record=True):

@@ -1,7 +1,8 @@
 //! The loop's traverse: the queued handles.
 //!
-//! A handle queued by `call_soon`/`call_later`/`call_at` is untracked while it waits, and so is
-//! its own context copy (see "Handles and the garbage collector" in `mod.rs`); the loop visits
+//! A handle queued by `call_soon`/`call_later`/`call_at` while the loop runs is untracked while
+//! it waits, and so is its own context copy; once the loop stops, such a handle is held by its
+//! queue slot alone (see "Handles and the garbage collector" in `mod.rs`), so the loop visits
 //! their referents on their behalf, the context's by calling the Context type's own
 //! `tp_traverse`. That needs the collector's raw visit function, which PyO3's `PyVisit` does not
 //! expose; so the loop type's `tp_traverse` is this function, which runs PyO3's (the loop's

@@ -5,13 +5,16 @@
 //! Handles and the garbage collector. Handles must be visible to the collector (a fired timer
 //! whose callback is a bound method of its owner is a cycle), but a million queued callbacks
 //! would make every collection walk a million handles. So a handle made by `call_soon`,
-//! `call_later` or `call_at` is untracked while it sits in the scheduler, where exactly one slot
-//! owns it: the loop's traverse (`gc.rs`) visits such a handle's references itself, on the
-//! handle's behalf, the loop included, so that an unclosed loop dropped with callbacks still
-//! queued is collected (and warned about) as asyncio's is; while the loop runs it is reachable
-//! anyway, and the walk is skipped. The moment the queue lets go of it (it ran, was dropped at
-//! close) or it is cancelled, it is tracked again if anyone else still holds it. Handles of
-//! `add_reader`/`add_writer`, which the loop holds in two places at once, are always tracked.
+//! `call_later` or `call_at` while the loop runs is untracked while it sits in the scheduler,
+//! where exactly one slot owns it; while the loop runs it is reachable anyway, and its traverse
+//! (`gc.rs`) skips the queue. When the loop stops, every queued handle that someone else also
+//! holds is tracked again, so that the collector sees those references; the rest are owned by
+//! their slot alone, and the loop's traverse visits their references itself, on their behalf,
+//! the loop included, so that an unclosed loop dropped with callbacks still queued is collected
+//! (and warned about) as asyncio's is. Handles queued while the loop is stopped stay tracked.
+//! The moment the queue lets go of a handle (it ran, was dropped at close) or it is cancelled,
+//! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
+//! which the loop holds in two places at once, are always tracked.
 //!
 //! The same goes for the context copy each such handle makes (asyncio copies the current context
 //! per callback): untracked with its queued handle when nobody else holds it, visited on its
@@ -115,6 +118,21 @@ impl LoopCore {
         Ok(())
     }
 
+    /// When the loop stops running: tracks every queued handle that someone besides the queue
+    /// holds (a timer kept by its owner, a sleeping coroutine's handle). From here on the loop's
+    /// walk sees through untracked handles, which is exact only for a handle one slot owns: a
+    /// reference the collector cannot see from elsewhere would let it clear a loop that is
+    /// still reachable through that handle.
+    fn track_shared_handles(&self, py: Python<'_>) {
+        let st = self.state.borrow(py);
+        for handle in st.scheduler.iter() {
+            // SAFETY: reading the reference count of a live object.
+            if !Handle::is_tracked(handle) && unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
+                Handle::track(handle.bind(py));
+            }
+        }
+    }
+
     fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
         if self.state.borrow(py).closed {
             return Err(closed_error());
@@ -199,8 +217,12 @@ impl LoopCore {
     #[setter(_thread_id)]
     fn set_thread_id(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
         let value = value.filter(|v| !v.is_none(py));
+        let stops = value.is_none();
         let old = std::mem::replace(&mut self.state.borrow_mut(py).thread_id, value);
         drop(old);
+        if stops {
+            self.track_shared_handles(py);
+        }
     }
 
     #[getter(_timer_cancelled_count)]

@@ -107,12 +107,14 @@ impl LoopCore {
             py,
             LoopCore::new_handle(slf, callback, args, context, Some(method))?,
         )?;
-        let queued = {
+        let (queued, running) = {
             let mut st = slf.get().state.borrow_mut(py);
             st.scheduler.push_ready(handle.clone().unbind());
-            st.scheduler.queued()
+            (st.scheduler.queued(), st.thread_id.is_some())
         };
-        Handle::untrack_while_queued(&handle, queued >= MANY_QUEUED);
+        if running {
+            Handle::untrack_while_queued(&handle, queued >= MANY_QUEUED);
+        }
         Ok(handle.unbind())
     }
 
@@ -138,13 +140,15 @@ impl LoopCore {
         } else {
             when
         };
-        let queued = {
+        let (queued, running) = {
             let mut st = slf.get().state.borrow_mut(py);
             st.scheduler
                 .push_timer(key, timer.as_super().clone().unbind());
-            st.scheduler.queued()
+            (st.scheduler.queued(), st.thread_id.is_some())
         };
-        Handle::untrack_while_queued(timer.as_super(), queued >= MANY_QUEUED);
+        if running {
+            Handle::untrack_while_queued(timer.as_super(), queued >= MANY_QUEUED);
+        }
         Ok(timer.unbind())
     }
 }
@@ -172,7 +176,12 @@ impl LoopCore {
     fn _add_callback(slf: &Bound<'_, LoopCore>, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let handle = match handle.cast::<Handle>() {
-            Ok(ours) => ours.clone().unbind(),
+            // Tracked: the loop's walk sees through untracked handles, which is exact only for
+            // a handle that one queue slot owns.
+            Ok(ours) => {
+                Handle::track(ours);
+                ours.clone().unbind()
+            }
             Err(_) => {
                 if handle.getattr("_cancelled")?.is_truthy()? {
                     return Ok(());
