@@ -399,6 +399,22 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// Reports an error its callback raised, as `Handle._run` does (for a call that was queued
+    /// without a handle and got one only for the report; see `event_loop/task_calls.rs`).
+    pub(crate) fn report_error(slf: &Bound<'_, Handle>, err: PyErr) -> PyResult<()> {
+        let py = slf.py();
+        let (callback, args) = {
+            let st = slf.get().state.borrow(py);
+            match (&st.callback, &st.args) {
+                (Some(cb), Some(args)) => (cb.bind(py).clone(), args.bind(py).clone()),
+                _ => return Err(err),
+            }
+        };
+        report_callback_error(slf, &callback, &args, err)
+    }
+}
+
 fn report_callback_error(
     handle: &Bound<'_, Handle>,
     callback: &Bound<'_, PyAny>,

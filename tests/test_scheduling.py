@@ -343,9 +343,9 @@ def test_collections_while_many_callbacks_are_queued(loop):
     assert seen == list(range(5000))
 
 
-async def while_running(schedule):
-    """Calls `schedule` from a callback of the running loop and leaves what it queued there."""
-    schedule()
+async def while_running(schedule, loop):
+    """Calls `schedule(loop)` from the running loop and leaves what it queued there."""
+    schedule(loop)
 
 
 def test_a_handle_held_elsewhere_keeps_its_stopped_loop(loop_factory):
@@ -356,7 +356,7 @@ def test_a_handle_held_elsewhere_keeps_its_stopped_loop(loop_factory):
     loop = loop_factory()
     held = []
     # The timer is queued while the loop runs and outlives the run, held by its owner.
-    loop.run_until_complete(while_running(lambda: held.append(loop.call_later(100, print))))
+    loop.run_until_complete(while_running(lambda lp: held.append(lp.call_later(100, print)), loop))
     ref = weakref.ref(loop)
     del loop
     gc.collect()
@@ -385,14 +385,14 @@ def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
     async def pending():
         pass
 
-    def schedule():
+    def schedule(loop):
         loop.call_soon(print)
         loop.call_later(100, print)
         loop.create_task(pending())
 
     # Once from a running loop (ferroloop untracks those handles), once from a stopped one.
-    loop.run_until_complete(while_running(schedule))
-    schedule()
+    loop.run_until_complete(while_running(schedule, loop))
+    schedule(loop)
     ref = weakref.ref(loop)
     del loop, schedule
     with warnings.catch_warnings(record=True) as caught:
@@ -429,7 +429,7 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
             loop.call_later(100, print)
 
     loop.run_until_complete(
-        while_running(lambda: contextvars.copy_context().run(schedule, loop))
+        while_running(lambda lp: contextvars.copy_context().run(schedule, lp), loop)
     )
     ref = weakref.ref(loop)
     del loop

@@ -28,6 +28,7 @@ try:
 except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None
 
+from . import _task_calls  # noqa: F401  (teaches the native loop the C Task's calls)
 from ._ferroloop import LoopCore
 from ._tls import NATIVE as _NATIVE_TLS
 from ._tls import SSLProtocol

@@ -13,18 +13,21 @@ use super::Entry;
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`: never block longer than a day, whatever the next timer says.
 pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
-pub struct Scheduler<T> {
-    ready: VecDeque<T>,
+/// Timers are `T`; the ready queue holds `R`, which a due timer becomes. They differ when the
+/// ready queue also takes entries that never were timers and are bigger than a timer's (the
+/// heap's entries stay small: programs keep a million timers pending).
+pub struct Scheduler<T, R = T> {
+    ready: VecDeque<R>,
     timers: TimerHeap<T>,
 }
 
-impl<T: Entry> Default for Scheduler<T> {
+impl<T: Entry, R: From<T>> Default for Scheduler<T, R> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Entry> Scheduler<T> {
+impl<T: Entry, R: From<T>> Scheduler<T, R> {
     pub fn new() -> Self {
         Scheduler {
             ready: VecDeque::new(),
@@ -32,7 +35,7 @@ impl<T: Entry> Scheduler<T> {
         }
     }
 
-    pub fn push_ready(&mut self, entry: T) {
+    pub fn push_ready(&mut self, entry: R) {
         self.ready.push_back(entry);
     }
 
@@ -81,26 +84,29 @@ impl<T: Entry> Scheduler<T> {
         if !self.timers.is_empty() {
             let end_time = end_time();
             while let Some(entry) = self.timers.pop_due(end_time) {
-                self.ready.push_back(entry);
+                self.ready.push_back(R::from(entry));
             }
         }
         self.ready.len()
     }
 
-    pub fn pop_ready(&mut self) -> Option<T> {
+    pub fn pop_ready(&mut self) -> Option<R> {
         self.ready.pop_front()
     }
 
-    /// Every queued entry: ready callbacks, then timers in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.ready.iter().chain(self.timers.iter())
+    /// The ready callbacks, in order.
+    pub fn iter_ready(&self) -> impl Iterator<Item = &R> {
+        self.ready.iter()
+    }
+
+    /// The timers, in no particular order.
+    pub fn iter_timers(&self) -> impl Iterator<Item = &T> {
+        self.timers.iter()
     }
 
     /// Empties both queues (the loop is closing); returns what they held.
-    pub fn clear(&mut self) -> Vec<T> {
-        let mut all: Vec<T> = self.ready.drain(..).collect();
-        all.extend(self.timers.drain());
-        all
+    pub fn clear(&mut self) -> (Vec<R>, Vec<T>) {
+        (self.ready.drain(..).collect(), self.timers.drain())
     }
 }
 
@@ -123,7 +129,7 @@ mod tests {
 
     #[test]
     fn queued_counts_callbacks_and_timers_cancelled_ones_included() {
-        let mut s = Scheduler::new();
+        let mut s: Scheduler<Cb> = Scheduler::new();
         s.push_ready(cb(0));
         let cancelled = cb(1);
         cancelled.1.set(true);
@@ -136,7 +142,7 @@ mod tests {
 
     #[test]
     fn ready_work_means_no_blocking() {
-        let mut s = Scheduler::new();
+        let mut s: Scheduler<Cb> = Scheduler::new();
         assert_eq!(s.poll_timeout(|| 0.0, false), None);
         assert_eq!(s.poll_timeout(|| 0.0, true), Some(0.0));
         s.push_timer(5.0, cb(0));
@@ -148,7 +154,7 @@ mod tests {
 
     #[test]
     fn timeout_is_capped_and_ignores_cancelled_heads() {
-        let mut s = Scheduler::new();
+        let mut s: Scheduler<Cb> = Scheduler::new();
         let early = cb(0);
         s.push_timer(1.0, early.clone());
         s.push_timer(f64::INFINITY, cb(1));
@@ -160,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_turn_runs_only_its_snapshot() {
-        let mut s = Scheduler::new();
+        let mut s: Scheduler<Cb> = Scheduler::new();
         s.push_ready(cb(0));
         s.push_timer(1.0, cb(1));
         s.push_timer(3.0, cb(2));
@@ -181,7 +187,7 @@ mod tests {
 
     #[test]
     fn due_timers_join_after_already_ready_callbacks() {
-        let mut s = Scheduler::new();
+        let mut s: Scheduler<Cb> = Scheduler::new();
         s.push_timer(0.5, cb(7));
         s.push_ready(cb(1));
         s.collect_due(|| 1.0);
@@ -191,10 +197,11 @@ mod tests {
 
     #[test]
     fn clear_returns_everything() {
-        let mut s = Scheduler::new();
+        let mut s: Scheduler<Cb> = Scheduler::new();
         s.push_ready(cb(0));
         s.push_timer(1.0, cb(1));
-        assert_eq!(s.clear().len(), 2);
+        let (ready, timers) = s.clear();
+        assert_eq!((ready.len(), timers.len()), (1, 1));
         assert_eq!(s.poll_timeout(|| 0.0, false), None);
     }
 }

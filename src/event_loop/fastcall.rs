@@ -10,13 +10,15 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use super::LoopCore;
+use super::task_calls::TaskCall;
+use super::{LoopCore, Ready};
 
 /// Which entry point.
 #[derive(Clone, Copy)]
@@ -80,6 +82,11 @@ unsafe fn call_impl(
     // (LoopCore), `nargs` positional and len(kwnames) keyword values in `args`, all borrowed.
     let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
     let nargs = nargs as usize;
+    if let Entry::Soon = entry {
+        if queue_task_call(py, &slf, std::slice::from_raw_parts(args, nargs), kwnames) {
+            return Ok(py.None());
+        }
+    }
     let params = entry.params();
     let mut values: [Option<Bound<'_, PyAny>>; 2] = [None, None];
     for (i, slot) in values.iter_mut().take(params.len().min(nargs)).enumerate() {
@@ -143,6 +150,75 @@ unsafe fn call_impl(
             Ok(LoopCore::call_at_impl(&slf, &first, &callback, &call_args, context)?.into_any())
         }
     }
+}
+
+/// `call_soon(callback, *args, context=ctx)` as CPython's C Task and Future make it: queued
+/// without a handle if it is a task step or wake-up and the loop allows it (`task_calls.rs`).
+///
+/// # Safety
+/// `args` are the positional arguments and `kwnames` the keyword names of a vectorcall, whose
+/// keyword values follow the positional ones in memory.
+unsafe fn queue_task_call(
+    py: Python<'_>,
+    slf: &Bound<'_, LoopCore>,
+    args: &[*mut ffi::PyObject],
+    kwnames: *mut ffi::PyObject,
+) -> bool {
+    let [callback, rest @ ..] = args else {
+        return false;
+    };
+    if kwnames.is_null() || ffi::PyTuple_GET_SIZE(kwnames) != 1 {
+        return false;
+    }
+    // The C Task's keyword name is its own "context" string, not the interned one.
+    let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+    if name != pyo3::intern!(py, "context").as_ptr()
+        && ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) != 0
+    {
+        return false;
+    }
+    let context = *args.as_ptr().add(args.len());
+    let mut st = slf.get().state.borrow_mut(py);
+    if st.thread_id.is_none() || st.debug || st.closed || !call_soon_untouched(py, slf) {
+        return false;
+    }
+    match TaskCall::recognise(py, *callback, rest, context) {
+        Some(call) => {
+            st.scheduler.push_ready(Ready::Call(call));
+            true
+        }
+        None => false,
+    }
+}
+
+/// The `call_soon` descriptor `install` put on the loop type (its address).
+static OWN_CALL_SOON: OnceLock<usize> = OnceLock::new();
+
+extern "C" {
+    /// CPython's attribute lookup through a type's MRO (with its method cache); exported by every
+    /// version ferroloop supports, though not declared by pyo3-ffi.
+    fn _PyType_Lookup(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// Whether the C Task reaches this method when it looks up `call_soon` on the loop: neither the
+/// loop's class nor the instance overrides it, so no Python code sees what the call returns.
+unsafe fn call_soon_untouched(py: Python<'_>, slf: &Bound<'_, LoopCore>) -> bool {
+    let name = pyo3::intern!(py, "call_soon").as_ptr();
+    let found = _PyType_Lookup(ffi::Py_TYPE(slf.as_ptr()), name);
+    if Some(&(found as usize)) != OWN_CALL_SOON.get() {
+        return false;
+    }
+    let dict = ffi::PyObject_GenericGetDict(slf.as_ptr(), ptr::null_mut());
+    if dict.is_null() {
+        ffi::PyErr_Clear(); // no instance dict: nothing to override with
+        return true;
+    }
+    let overridden = ffi::PyDict_Contains(dict, name);
+    ffi::Py_DECREF(dict);
+    if overridden < 0 {
+        ffi::PyErr_Clear();
+    }
+    overridden == 0
 }
 
 /// The C entry of one of the methods: no Rust panic may unwind into CPython.
@@ -236,6 +312,9 @@ pub(crate) fn install(loop_type: &Bound<'_, pyo3::types::PyType>) -> PyResult<()
         let descr = unsafe {
             Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def))?
         };
+        if name == c"call_soon" {
+            let _ = OWN_CALL_SOON.set(descr.as_ptr() as usize);
+        }
         // The type's own dict, as CPython fills it for its own types.
         // SAFETY: tp_dict of a ready type is a dict.
         unsafe {

@@ -23,7 +23,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::LoopCore;
+use super::{LoopCore, Ready};
 use crate::handles::Handle;
 
 /// The traverse PyO3 made from `LoopCore::__traverse__`.
@@ -55,19 +55,34 @@ unsafe fn walk_queue(slf: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c
             Some(done) => Err(done),
         }
     };
-    for handle in st.scheduler.iter() {
-        let walked = if Handle::is_tracked(handle) {
-            visit_one(handle.as_any())
-        } else {
-            handle
-                .get()
-                .walk_referents(&mut visit_one, &mut context_behalf)
+    for entry in st.scheduler.iter_ready() {
+        let walked = match entry {
+            Ready::Handle(handle) => walk_handle(handle, &mut visit_one, &mut context_behalf),
+            Ready::Call(call) => call.walk_referents(&mut visit_one),
         };
         if let Err(done) = walked {
             return done;
         }
     }
+    for handle in st.scheduler.iter_timers() {
+        if let Err(done) = walk_handle(handle, &mut visit_one, &mut context_behalf) {
+            return done;
+        }
+    }
     0
+}
+
+/// A queued handle: visited if tracked, else its referents on its behalf.
+fn walk_handle(
+    handle: &Py<Handle>,
+    visit_one: &mut impl FnMut(&Py<PyAny>) -> Result<(), c_int>,
+    context_behalf: &mut impl FnMut(&Py<PyAny>) -> Result<(), c_int>,
+) -> Result<(), c_int> {
+    if Handle::is_tracked(handle) {
+        visit_one(handle.as_any())
+    } else {
+        handle.get().walk_referents(visit_one, context_behalf)
+    }
 }
 
 unsafe extern "C" fn traverse(

@@ -27,8 +27,12 @@ mod fastcall;
 mod gc;
 mod io;
 mod schedule;
+mod task_calls;
 mod tasks;
 mod turn;
+
+pub use task_calls::_register_task_calls;
+use task_calls::Ready;
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -53,7 +57,7 @@ struct FdCallbacks {
 }
 
 struct LoopState {
-    scheduler: Scheduler<Py<Handle>>,
+    scheduler: Scheduler<Py<Handle>, Ready>,
     interests: Interests,
     fd_callbacks: HashMap<RawFd, FdCallbacks>,
     /// Scratch buffer the poller fills each turn, kept to avoid an allocation per turn.
@@ -76,9 +80,13 @@ pub struct LoopCore {
     fork_generation: u64,
 }
 
-/// Lets go of handles taken out of the scheduler without running them.
-fn release_queued(py: Python<'_>, queued: Vec<Py<Handle>>) {
-    for handle in queued {
+/// Lets go of what was taken out of the scheduler without running it.
+fn release_queued(py: Python<'_>, (ready, timers): (Vec<Ready>, Vec<Py<Handle>>)) {
+    let handles = ready.into_iter().filter_map(|entry| match entry {
+        Ready::Handle(handle) => Some(handle),
+        Ready::Call(_) => None,
+    });
+    for handle in handles.chain(timers) {
         Handle::leave_queue(handle.bind(py));
     }
 }
@@ -125,7 +133,8 @@ impl LoopCore {
     /// still reachable through that handle.
     fn track_shared_handles(&self, py: Python<'_>) {
         let st = self.state.borrow(py);
-        for handle in st.scheduler.iter() {
+        let ready = st.scheduler.iter_ready().filter_map(Ready::handle);
+        for handle in ready.chain(st.scheduler.iter_timers()) {
             // SAFETY: reading the reference count of a live object.
             if !Handle::is_tracked(handle) && unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
                 Handle::track(handle.bind(py));

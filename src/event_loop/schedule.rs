@@ -109,7 +109,7 @@ impl LoopCore {
         )?;
         let (queued, running) = {
             let mut st = slf.get().state.borrow_mut(py);
-            st.scheduler.push_ready(handle.clone().unbind());
+            st.scheduler.push_ready(handle.clone().unbind().into());
             (st.scheduler.queued(), st.thread_id.is_some())
         };
         if running {
@@ -194,7 +194,11 @@ impl LoopCore {
             }
         };
         if !handle.get().cancelled() {
-            slf.get().state.borrow_mut(py).scheduler.push_ready(handle);
+            slf.get()
+                .state
+                .borrow_mut(py)
+                .scheduler
+                .push_ready(handle.into());
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use super::LoopCore;
+use super::{LoopCore, Ready};
 use crate::core::clock;
 use crate::errors::os_error;
 use crate::handles::Handle;
@@ -86,7 +86,7 @@ impl LoopCore {
                         if handle.get().cancelled() {
                             stale.push((ev.fd, slot_is_reader));
                         } else {
-                            st.scheduler.push_ready(handle.clone_ref(py));
+                            st.scheduler.push_ready(handle.clone_ref(py).into());
                         }
                     }
                 }
@@ -116,10 +116,17 @@ impl LoopCore {
             (st.scheduler.collect_due(end_time), st.debug)
         };
         for _ in 0..ntodo {
-            let Some(handle) = this.state.borrow_mut(py).scheduler.pop_ready() else {
+            let Some(entry) = this.state.borrow_mut(py).scheduler.pop_ready() else {
                 break;
             };
-            let handle = handle.into_bound(py);
+            let handle = match entry {
+                Ready::Handle(handle) => handle.into_bound(py),
+                Ready::Call(call) if !debug => {
+                    call.run(slf)?;
+                    continue;
+                }
+                Ready::Call(call) => call.into_handle(slf)?,
+            };
             if handle.get().cancelled() {
                 continue;
             }
