@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test loadgen wrk py-test conformance bench-install bench bench-quick clean
+.PHONY: demo test build dev lint rust-test loadgen wrk services py-test conformance bench-install bench bench-quick clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ LOADGEN := benchmarks/loadgen/target/release/ferroloop-loadgen
 loadgen:
 	cargo build -q --release --manifest-path benchmarks/loadgen/Cargo.toml
 
-py-test: build loadgen
+# Servers the integration tests start for themselves: redis-server from Debian's packages
+# (PostgreSQL is on the machine already). Without it, tests/test_redis.py skips and says why.
+services:
+	command -v redis-server >/dev/null || apt-get install -y -qq redis-server >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) \
+		|| echo "redis-server could not be installed: tests/test_redis.py will skip"
+
+py-test: build loadgen services
 	$(BIN)/pytest -q tests
 
 lint: $(BIN)/.ready

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 import ferroloop
@@ -32,6 +33,13 @@ def pending_timers(loop) -> int:
     if isinstance(loop, ferroloop.EventLoop):
         return loop._queue_sizes()[1]
     return len(loop._scheduled)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for servers that cannot take port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_turns(loop, n: int = 1) -> None:

@@ -4,7 +4,6 @@ test on uvicorn's own asyncio loop."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 pytest.importorskip("uvicorn")
 websockets_sync = pytest.importorskip("websockets.sync.client")
@@ -19,18 +19,12 @@ websockets_sync = pytest.importorskip("websockets.sync.client")
 APPS = Path(__file__).resolve().parent / "apps"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("loop_option", "loop_module"),
     [("asyncio", "asyncio."), ("ferroloop:new_event_loop", "ferroloop.")],
 )
 def test_uvicorn_http_and_websocket(loop_option, loop_module):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--loop", loop_option, "--port", str(port)]
         + ["--app-dir", str(APPS), "asgi_echo:app"],
