@@ -87,3 +87,67 @@ def test_several_loops_one_after_another(name):
         guard.cancel()
         loop.close()
         assert seen == [i]
+
+
+def test_a_signal_another_thread_takes_wakes_the_loop_for_its_python_handler():
+    # CPython runs Python-level handlers (signal.signal, as asyncio.Runner installs for Ctrl-C) in
+    # the main thread, when it next checks. A signal taken by another thread, or one that lands
+    # just before the loop blocks, trips the handler's flag without interrupting the poll: asyncio
+    # then sleeps until its next timer, since it sets a wakeup fd only in add_signal_handler.
+    # ferroloop installs its poller's wakeup fd while it runs in the main thread, as uvloop does.
+    import time
+
+    import ferroloop
+
+    loop = ferroloop.new_event_loop()
+    seen = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: (seen.append("handler"), loop.stop()))
+
+    def from_another_thread():
+        time.sleep(0.1)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+    try:
+        worker = threading.Thread(target=from_another_thread)
+        guard = loop.call_later(10, loop.stop)
+        worker.start()
+        start = time.monotonic()
+        loop.run_forever()
+        elapsed = time.monotonic() - start
+        worker.join()
+        guard.cancel()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        loop.close()
+    assert seen == ["handler"]
+    assert elapsed < 5
+
+
+def test_the_wakeup_fd_is_the_loops_only_while_it_runs_and_never_someone_elses(loop_factory):
+    loop = loop_factory()
+    during = []
+    try:
+        loop.call_soon(lambda: during.append(signal.set_wakeup_fd(-1)))
+        loop.call_soon(lambda: signal.set_wakeup_fd(during[0]))
+        loop.run_until_complete(asyncio_sleep0())
+        assert signal.set_wakeup_fd(-1) == -1, "nothing left behind"
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            signal.set_wakeup_fd(w)
+            during.clear()
+            loop.call_soon(lambda: during.append(signal.set_wakeup_fd(w)))
+            loop.run_until_complete(asyncio_sleep0())
+            assert during == [w], "a wakeup fd set before the run is left in place"
+            assert signal.set_wakeup_fd(-1) == w
+        finally:
+            os.close(r)
+            os.close(w)
+    finally:
+        loop.close()
+
+
+async def asyncio_sleep0():
+    import asyncio
+
+    await asyncio.sleep(0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -144,6 +145,7 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
         old_agen_hooks = sys.get_asyncgen_hooks()
+        wakeup_fd = self._install_signal_wakeup()
         try:
             self._thread_id = threading.get_ident()
             sys.set_asyncgen_hooks(
@@ -158,6 +160,31 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_agen_hooks)
+            if wakeup_fd is not None:
+                self._remove_signal_wakeup(wakeup_fd)
+
+    def _install_signal_wakeup(self) -> int | None:
+        """In the main thread, while nobody else has one: the native poller's signal wakeup fd,
+        so that a signal cannot slip in between the check for pending signals and the blocking
+        poll (uvloop does the same). Returns the fd installed, or None."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        fd = self._signal_wakeup_fd()
+        try:
+            previous = signal.set_wakeup_fd(fd)
+        except ValueError:  # not the main interpreter
+            return None
+        if previous != -1:
+            # Someone's own (asyncio's add_signal_handler self-pipe, which this loop watches).
+            signal.set_wakeup_fd(previous)
+            return None
+        return fd
+
+    @staticmethod
+    def _remove_signal_wakeup(fd: int) -> None:
+        current = signal.set_wakeup_fd(-1)
+        if current != fd:  # replaced while running (add_signal_handler): leave it in place
+            signal.set_wakeup_fd(current)
 
     def close(self) -> None:
         # BaseSelectorEventLoop.close, BaseEventLoop.close and _UnixSelectorEventLoop.close, in

@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const EVENTS_CAPACITY: usize = 1024;
 
 /// What a poll reported for one fd, mapped the way `selectors.EpollSelector` maps epoll bits:
@@ -30,6 +31,45 @@ pub struct Readiness {
 pub struct Poller {
     poll: Poll,
     events: Events,
+    signal_pipe: Option<SignalPipe>,
+}
+
+/// A pipe for CPython's `signal.set_wakeup_fd`, whose read end the poll watches.
+///
+/// A signal interrupts `epoll_wait` only if it arrives while the loop is blocked in it; one that
+/// arrives just before (after the loop last ran the Python signal handlers) only trips CPython's
+/// flag, and the loop would sleep until its next timer with the handler not run: a second Ctrl-C
+/// ignored for the length of an `asyncio.sleep`, one time in a hundred in our tests. CPython's C
+/// handler also writes the signal number to the wakeup fd, whenever it arrives and whichever
+/// thread takes it; with the read end watched, the poll returns at once. It is drained here, and
+/// the loop runs the handlers before it blocks again.
+struct SignalPipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl SignalPipe {
+    fn new() -> io::Result<Self> {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid two-element array; on success both are new fds we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: just made, owned by nothing else.
+        unsafe {
+            Ok(SignalPipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            })
+        }
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reading into a valid buffer of the given size from our non-blocking fd.
+        while unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {
+        }
+    }
 }
 
 /// The registration half: which fds are watched for what.
@@ -54,6 +94,7 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
         Poller {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
+            signal_pipe: None,
         },
         Interests {
             registry,
@@ -88,6 +129,12 @@ impl Poller {
             if event.token() == WAKER_TOKEN {
                 continue;
             }
+            if event.token() == SIGNAL_TOKEN {
+                if let Some(pipe) = &self.signal_pipe {
+                    pipe.drain();
+                }
+                continue;
+            }
             let other_than_write = event.is_readable()
                 || event.is_error()
                 || event.is_read_closed()
@@ -104,6 +151,25 @@ impl Poller {
             });
         }
         Ok(())
+    }
+}
+
+impl Poller {
+    /// The fd to hand to `signal.set_wakeup_fd` (see `SignalPipe`): made and watched on first use.
+    pub fn signal_wakeup_fd(&mut self) -> io::Result<RawFd> {
+        if let Some(pipe) = &self.signal_pipe {
+            return Ok(pipe.write.as_raw_fd());
+        }
+        let pipe = SignalPipe::new()?;
+        let read = pipe.read.as_raw_fd();
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&read),
+            SIGNAL_TOKEN,
+            mio::Interest::READABLE,
+        )?;
+        let write = pipe.write.as_raw_fd();
+        self.signal_pipe = Some(pipe);
+        Ok(write)
     }
 }
 
@@ -303,6 +369,28 @@ mod tests {
         let err = interests.set(r, true, false).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         assert!(!interests.is_watched(r));
+    }
+
+    #[test]
+    fn a_byte_on_the_signal_wakeup_fd_interrupts_an_unbounded_poll_and_is_drained() {
+        let (mut poller, _interests, _waker) = new().unwrap();
+        let fd = poller.signal_wakeup_fd().unwrap();
+        assert_eq!(poller.signal_wakeup_fd().unwrap(), fd, "made once");
+        write_byte(fd);
+        let start = Instant::now();
+        let mut out = vec![];
+        poller.poll(None, &mut out).unwrap();
+        assert!(out.is_empty(), "not an fd callback's event");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
+        assert!(out.is_empty());
+        write_byte(fd);
+        let again = Instant::now();
+        poller.poll(Some(Duration::from_secs(5)), &mut out).unwrap();
+        assert!(
+            again.elapsed() < Duration::from_secs(2),
+            "drained, so reported anew"
+        );
     }
 
     #[test]

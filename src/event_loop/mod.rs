@@ -234,6 +234,17 @@ impl LoopCore {
         }
     }
 
+    /// The fd `run_forever` hands to `signal.set_wakeup_fd` in the main thread, so that a signal
+    /// arriving just before the poll blocks still wakes it (`core::poller::SignalPipe`).
+    fn _signal_wakeup_fd(&self) -> PyResult<RawFd> {
+        self.check_not_inherited()?;
+        let mut poller = self
+            .poller
+            .try_lock()
+            .map_err(|_| PyRuntimeError::new_err("This event loop is already running"))?;
+        poller.signal_wakeup_fd().map_err(os_error)
+    }
+
     #[getter(_timer_cancelled_count)]
     fn timer_cancelled_count(&self, py: Python<'_>) -> usize {
         self.state.borrow(py).scheduler.cancelled_timers()
