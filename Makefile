@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test loadgen wrk services py-test conformance bench-install bench bench-quick clean
+.PHONY: demo test build dev lint rust-test loadgen wrk services py-test conformance bench-install bench bench-quick bench-instructions clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,12 @@ bench: bench-install loadgen wrk
 
 bench-quick: BENCH_ARGS = --quick
 bench-quick: bench
+
+# Instructions per operation of the core rows, counted by callgrind (valgrind, Debian's package):
+# steady where the wall-clock rows of this 2-core VM are not. Writes docs/instructions.md.
+bench-instructions: bench-install
+	command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+	$(BENCH_BIN)/python benchmarks/instructions.py --docs
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) target

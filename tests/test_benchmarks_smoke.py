@@ -44,3 +44,15 @@ def test_workload_runs_on_ferroloop(name):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["loop_type"] == "ferroloop._loop.EventLoop"
     assert result["ops"] > 0
+
+
+def test_instruction_counts_run_and_subtract_start_up():
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed (make bench-instructions installs it)")
+    import instructions
+
+    small = instructions.count("ferroloop", "call_soon chain", 2_000)
+    large = instructions.count("ferroloop", "call_soon chain", 4_000)
+    # Start-up (the interpreter, imports) is millions of instructions; one callback is thousands.
+    assert small > 10_000_000
+    assert 500 < instructions.per_op(small, large, 2_000) < 50_000
