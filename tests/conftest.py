@@ -42,6 +42,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def collect_garbage() -> list:
+    """Two full collections (the second frees what the first's finalizers let go), recording the
+    warnings they raise (an unclosed loop's ResourceWarning) instead of showing them."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+        gc.collect()
+    return caught
+
+
 def run_turns(loop, n: int = 1) -> None:
     """Runs exactly `n` turns of the loop."""
     for _ in range(n):

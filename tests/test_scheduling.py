@@ -9,7 +9,7 @@ import time
 
 import ferroloop
 import pytest
-from conftest import pending_timers, run_turns
+from conftest import collect_garbage, pending_timers, run_turns
 
 
 def test_call_soon_runs_in_fifo_order_with_args(loop):
@@ -350,7 +350,6 @@ async def while_running(schedule, loop):
 
 def test_a_handle_held_elsewhere_keeps_its_stopped_loop(loop_factory):
     import gc
-    import warnings
     import weakref
 
     loop = loop_factory()
@@ -366,18 +365,13 @@ def test_a_handle_held_elsewhere_keeps_its_stopped_loop(loop_factory):
     held[0].cancel()
     assert held[0].cancelled()
     held.clear()
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        gc.collect()
-        gc.collect()
+    collect_garbage()
     assert ref() is None
 
 
 # The task below never runs: its coroutine is closed unstarted when the loop is collected.
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
-    import gc
-    import warnings
     import weakref
 
     loop = loop_factory()
@@ -395,10 +389,7 @@ def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
     schedule(loop)
     ref = weakref.ref(loop)
     del loop, schedule
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gc.collect()
-        gc.collect()
+    caught = collect_garbage()
     assert ref() is None
     assert any("unclosed event loop" in str(w.message) for w in caught)
 
@@ -407,8 +398,6 @@ def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_factory):
     import contextvars
-    import gc
-    import warnings
     import weakref
 
     var = contextvars.ContextVar("holder")
@@ -433,10 +422,7 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
     )
     ref = weakref.ref(loop)
     del loop
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        gc.collect()
-        gc.collect()
+    collect_garbage()
     assert ref() is None
 
 

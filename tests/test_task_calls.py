@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import logging
 from unittest import mock
 
 import ferroloop
 import pytest
+from conftest import collect_garbage
 
 LOOP_CLASSES = {"asyncio": asyncio.SelectorEventLoop, "ferroloop": ferroloop.EventLoop}
 
@@ -145,7 +145,6 @@ def test_debug_mode_switched_on_with_steps_queued_names_the_task(loop, caplog):
 
 
 def test_a_dropped_stopped_loop_with_task_steps_queued_is_collected(loop_factory):
-    import warnings
     import weakref
 
     loop = loop_factory()
@@ -160,8 +159,5 @@ def test_a_dropped_stopped_loop_with_task_steps_queued_is_collected(loop_factory
     loop.run_until_complete(main(loop))
     ref = weakref.ref(loop)
     del loop
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        gc.collect()
-        gc.collect()
+    collect_garbage()
     assert ref() is None
