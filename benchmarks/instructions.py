@@ -3,10 +3,12 @@
 The same workloads as run.py, on every loop, each at two sizes: the difference of the two counts,
 divided by the extra operations, is the marginal cost of one operation, with start-up and imports
 cancelled out. On a shared 2-core VM, run.py's wall-clock runs of one loop on one row spread over
-20-60%, so a row where two loops are within about 15% of each other is not settled by them; the
-counts repeat to within a fraction of a percent whatever else the machine does. They count
-user-space instructions only: no kernel work (so no network row), no cache misses, no waiting for
-the GIL. They complement run.py; they do not replace it.
+20-60%, so a row where two loops are within about 15% of each other is not settled by them. The
+counts do not depend on what else the machine does; with string hashing fixed (PYTHONHASHSEED=0:
+random seeds moved single rows by 1-3% between runs, through dict layouts) they repeat exactly,
+but for the threaded row, whose interleaving varies. They count user-space instructions only: no
+kernel work (so no network row), no cache misses, no waiting for the GIL. They complement run.py;
+they do not replace it.
 
     python benchmarks/instructions.py [--only SUBSTRING] [--loops a,b] [--docs]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -56,6 +59,7 @@ def count(loop: str, name: str, size: int) -> int:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     return int(COLLECTED.search(proc.stderr).group(1))
 
@@ -71,7 +75,8 @@ def markdown(results: dict, loops: list[str], header: dict) -> str:
         "",
         f"Counted {header['date']} by callgrind on {header['machine']}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".",
-        "Each cell: (instructions at 2n - instructions at n) / n, n as given; fewer is better.",
+        "Each cell: (instructions at 2n - instructions at n) / n, n as given, PYTHONHASHSEED=0;",
+        "fewer is better.",
         "Ratios >1 mean ferroloop runs fewer instructions per operation. User space only: see",
         "benchmarks/instructions.py for what this does and does not count.",
         "",
