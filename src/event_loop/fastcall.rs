@@ -200,21 +200,25 @@ unsafe fn queue_task_call(
     let [callback, rest @ ..] = args else {
         return false;
     };
-    let mut st = slf.get().state.borrow_mut(py);
-    if st.thread_id.is_none() || st.debug || st.closed || !call_soon_untouched(py, slf) {
+    // The callback's type first: it turns away every other callback at once. The lookups of
+    // `call_soon_untouched` may allocate (the instance dict), so they run before the state is
+    // borrowed: no borrow may span code that can end in a collection's finalizers.
+    let Some(call) = TaskCall::recognise(py, *callback, rest, context) else {
+        return false;
+    };
+    if !call_soon_untouched(py, slf) {
         return false;
     }
-    match TaskCall::recognise(py, *callback, rest, context) {
-        Some(call) => {
-            st.scheduler.push_ready(Ready::Call(call));
-            true
-        }
-        None => false,
+    let mut st = slf.get().state.borrow_mut(py);
+    if st.thread_id.is_none() || st.debug || st.closed {
+        return false;
     }
+    st.scheduler.push_ready(Ready::Call(call));
+    true
 }
 
 /// `call_soon`/`call_soon_threadsafe` called as `(callback, *args)`, perhaps with `context=`:
-/// scheduled without the general parse (about 60 instructions of a callback's 2,300, callgrind).
+/// scheduled without the general parse (24 of a chained callback's 2,262 instructions, callgrind).
 ///
 /// # Safety
 /// As `context_only`; `context` is the value it returned.
