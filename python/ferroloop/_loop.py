@@ -145,8 +145,9 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
         old_agen_hooks = sys.get_asyncgen_hooks()
-        wakeup_fd = self._install_signal_wakeup()
+        wakeup_fd = None
         try:
+            wakeup_fd = self._install_signal_wakeup()
             self._thread_id = threading.get_ident()
             sys.set_asyncgen_hooks(
                 firstiter=self._asyncgen_firstiter_hook,
