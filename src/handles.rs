@@ -333,19 +333,10 @@ impl Handle {
         let Some((callback, args, context)) = parts else {
             return Ok(());
         };
-        let ctx = context.as_ptr();
-        // SAFETY: ctx, callback and args are live objects we hold references to; the context is
-        // exited on every path after a successful enter, once the call's error has been fetched.
-        let result = unsafe {
-            if ffi::PyContext_Enter(ctx) < 0 {
-                Err(PyErr::fetch(py))
-            } else {
-                let raw = ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), ptr::null_mut());
-                let result = Bound::from_owned_ptr_or_err(py, raw);
-                ffi::PyContext_Exit(ctx);
-                result
-            }
-        };
+        // SAFETY: callback and args are live objects we hold references to.
+        let result = run_in_context(&context, || unsafe {
+            ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), ptr::null_mut())
+        });
         let Err(err) = result else {
             return Ok(());
         };
@@ -396,6 +387,26 @@ impl Handle {
             }
         }
         Ok(info)
+    }
+}
+
+/// `call()` (a new reference or NULL with an exception set) with `context` entered, as
+/// `Context.run` does; the context is exited on every path after a successful enter, once the
+/// call's error has been fetched.
+pub(crate) fn run_in_context<'py>(
+    context: &Bound<'py, PyAny>,
+    call: impl FnOnce() -> *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = context.py();
+    let ctx = context.as_ptr();
+    // SAFETY: ctx is a live object we hold a reference to; PyContext_Enter checks its type.
+    unsafe {
+        if ffi::PyContext_Enter(ctx) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let result = Bound::from_owned_ptr_or_err(py, call());
+        ffi::PyContext_Exit(ctx);
+        result
     }
 }
 

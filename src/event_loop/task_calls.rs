@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
 use super::LoopCore;
-use crate::handles::Handle;
+use crate::handles::{run_in_context, Handle};
 
 /// The types of the two calls, learnt from CPython by `ferroloop._task_calls` at import.
 struct Known {
@@ -145,23 +145,13 @@ impl TaskCall {
 
     /// Runs the call in its context, as `Handle._run` would.
     pub(super) fn run(self, slf: &Bound<'_, LoopCore>) -> PyResult<()> {
-        let py = slf.py();
-        let ctx = self.context.as_ptr();
-        // SAFETY: the call's objects are live (owned by self); the context is exited on every
-        // path after a successful enter, once the call's error has been fetched.
-        let result = unsafe {
-            if ffi::PyContext_Enter(ctx) < 0 {
-                Err(PyErr::fetch(py))
-            } else {
-                let raw = match &self.arg {
-                    Some(arg) => ffi::PyObject_CallOneArg(self.callback.as_ptr(), arg.as_ptr()),
-                    None => ffi::PyObject_CallNoArgs(self.callback.as_ptr()),
-                };
-                let result = Bound::from_owned_ptr_or_err(py, raw);
-                ffi::PyContext_Exit(ctx);
-                result
+        // SAFETY: the call's objects are live (owned by self).
+        let result = run_in_context(self.context.bind(slf.py()), || unsafe {
+            match &self.arg {
+                Some(arg) => ffi::PyObject_CallOneArg(self.callback.as_ptr(), arg.as_ptr()),
+                None => ffi::PyObject_CallNoArgs(self.callback.as_ptr()),
             }
-        };
+        });
         match result {
             Ok(_) => Ok(()),
             Err(err) => {
