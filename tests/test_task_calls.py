@@ -161,3 +161,13 @@ def test_a_dropped_stopped_loop_with_task_steps_queued_is_collected(loop_factory
     del loop
     collect_garbage()
     assert ref() is None
+
+
+def test_the_c_task_callbacks_were_learnt_at_import():
+    import asyncio.tasks
+
+    from ferroloop import _task_calls
+
+    if asyncio.Task is asyncio.tasks._PyTask:
+        pytest.skip("this Python has no C Task, so there is nothing to learn")
+    assert _task_calls.LEARNT
