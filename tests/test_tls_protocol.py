@@ -62,6 +62,21 @@ async def _connect(loop, port, client_ctx):
     )
 
 
+async def _echo_once(server_ctx, client_ctx, payload):
+    """Sends `payload` through the TLS echo server with asyncio streams and reads it back;
+    returns what came back and the closed client writer."""
+    server, port = await start_tls_server(server_ctx)
+    async with server:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        writer.write(payload)
+        echoed = await reader.readexactly(len(payload))
+        writer.close()
+        await writer.wait_closed()
+    return echoed, writer
+
+
 def _pieces(total):
     """`total` bytes of a repeating pattern, cut in the odd sizes, cycling."""
     pattern = bytes(range(251)) * (total // 251 + 1)
@@ -331,15 +346,7 @@ def test_a_custom_sslobject_class_is_used(loop, ca, server_ctx):
     ctx.sslobject_class = CountingSSLObject
 
     async def main():
-        server, port = await start_tls_server(server_ctx)
-        async with server:
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
-            )
-            writer.write(b"hello")
-            echoed = await reader.readexactly(5)
-            writer.close()
-            await writer.wait_closed()
+        echoed, writer = await _echo_once(server_ctx, ctx, b"hello")
         return echoed, isinstance(writer.get_extra_info("ssl_object"), CountingSSLObject)
 
     assert loop.run_until_complete(main()) == (b"hello", True)
@@ -471,15 +478,7 @@ def test_debug_mode_logs_the_handshake(loop, server_ctx, client_ctx, caplog):
     loop.set_debug(True)
 
     async def main():
-        server, port = await start_tls_server(server_ctx)
-        async with server:
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-            )
-            writer.write(b"debug")
-            echoed = await reader.readexactly(5)
-            writer.close()
-            await writer.wait_closed()
+        echoed, _ = await _echo_once(server_ctx, client_ctx, b"debug")
         return echoed
 
     with caplog.at_level(logging.DEBUG, logger="asyncio"):
