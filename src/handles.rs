@@ -15,6 +15,7 @@ use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::context_vars::CapturedVars;
 use crate::core::Entry;
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
@@ -28,30 +29,26 @@ struct DebugInfo {
     repr: Option<Py<PyString>>,
 }
 
+/// The context a callback runs in.
+enum HandleContext {
+    /// A Context object: the one the caller gave, or this handle's own copy.
+    Context(Py<PyAny>),
+    /// The caller's variables, made into a Context when needed (see `context_vars`).
+    Vars(CapturedVars),
+}
+
 struct HandleState {
     callback: Option<Py<PyAny>>,
     args: Option<Py<PyTuple>>,
-    context: Option<Py<PyAny>>,
+    context: Option<HandleContext>,
     debug: Option<Box<DebugInfo>>,
 }
 
-/// Whether `ctx` is a Context the queue untracked (see "Handles and the garbage collector" in
-/// `event_loop/mod.rs`): CPython tracks every Context it makes, so an untracked one is ours.
-/// (A handle's context may be any object: asyncio checks it only when the callback runs.)
-fn untracked_context(ctx: &Py<PyAny>) -> bool {
-    let ptr = ctx.as_ptr();
-    // SAFETY: reading the type and GC state of a live object.
-    unsafe { ffi::PyContext_CheckExact(ptr) != 0 && ffi::PyObject_GC_IsTracked(ptr) == 0 }
-}
-
-impl HandleState {
-    /// Tracks the context again if the queue had it untracked. Done before the handle lets go of
-    /// it or hands it out: CPython's Context deallocator unlinks it from the collector's list
-    /// unconditionally, and anyone else holding it must see a normal, tracked object.
-    fn retrack_context(&self) {
-        if let Some(ctx) = self.context.as_ref().filter(|ctx| untracked_context(ctx)) {
-            // SAFETY: a live Context, not tracked now.
-            unsafe { ffi::PyObject_GC_Track(ctx.as_ptr().cast()) }
+impl HandleContext {
+    fn into_context(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self {
+            HandleContext::Context(ctx) => Ok(ctx),
+            HandleContext::Vars(vars) => vars.to_context(py),
         }
     }
 }
@@ -61,15 +58,16 @@ impl Drop for HandleState {
         // SAFETY: handle state is only ever dropped by the handle's deallocation or clearing,
         // which CPython runs with the GIL held; `drop_ref` then skips PyO3's GIL-state lookup.
         let py = unsafe { Python::assume_attached() };
-        self.retrack_context();
         if let Some(x) = self.callback.take() {
             x.drop_ref(py);
         }
         if let Some(x) = self.args.take() {
             x.drop_ref(py);
         }
-        if let Some(x) = self.context.take() {
-            x.drop_ref(py);
+        match self.context.take() {
+            Some(HandleContext::Context(ctx)) => ctx.drop_ref(py),
+            Some(HandleContext::Vars(vars)) => vars.drop_ref(py),
+            None => {}
         }
     }
 }
@@ -99,15 +97,24 @@ impl Entry for Py<Handle> {
     }
 }
 
-/// The context a callback runs in: the one given, else a copy of the current one (asyncio's rule).
-fn context_or_copy(py: Python<'_>, context: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-    match context {
-        Some(ctx) if !ctx.is_none(py) => Ok(ctx),
-        // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
-        _ => unsafe {
-            Ok(Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind())
-        },
+/// The context a callback runs in: the one given, else a copy of the current one (asyncio's
+/// rule), held as its variables alone if `vars_only` and the interpreter allows it.
+fn context_or_copy(
+    py: Python<'_>,
+    context: Option<Py<PyAny>>,
+    vars_only: bool,
+) -> PyResult<HandleContext> {
+    if let Some(ctx) = context.filter(|ctx| !ctx.is_none(py)) {
+        return Ok(HandleContext::Context(ctx));
     }
+    if vars_only {
+        if let Some(vars) = CapturedVars::capture(py)? {
+            return Ok(HandleContext::Vars(vars));
+        }
+    }
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
+    let copy = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+    Ok(HandleContext::Context(copy.unbind()))
 }
 
 /// The creation stack of a handle in debug mode, ending at the Python code that asked for it.
@@ -131,6 +138,7 @@ impl Handle {
         loop_: Py<PyAny>,
         context: Option<Py<PyAny>>,
         debug: bool,
+        vars_only: bool,
     ) -> PyResult<Handle> {
         let debug = if debug {
             Some(Box::new(DebugInfo {
@@ -144,7 +152,7 @@ impl Handle {
             state: GilCell::new(HandleState {
                 callback: Some(callback),
                 args: Some(args),
-                context: Some(context_or_copy(py, context)?),
+                context: Some(context_or_copy(py, context, vars_only)?),
                 debug,
             }),
             loop_,
@@ -155,32 +163,9 @@ impl Handle {
 
     /// Hands the handle's references over to the loop's queue for the collector's purposes: see
     /// "Handles and the garbage collector" in `event_loop/mod.rs`.
-    ///
-    /// With `with_context` (the caller's queue is long), the handle's own copy of the context
-    /// (nobody else holds it) is untracked with it: a million queued callbacks are a million
-    /// contexts, which would otherwise survive young collections into the oldest generation and
-    /// set off full collections, each walking them all (measured: 11 full collections, half the
-    /// time of a 1M-callback fan-out).
-    pub(crate) fn untrack_while_queued(slf: &Bound<'_, Handle>, with_context: bool) {
+    pub(crate) fn untrack_while_queued(slf: &Bound<'_, Handle>) {
         // SAFETY: a live GC object; untracking an object is always allowed.
         unsafe { ffi::PyObject_GC_UnTrack(slf.as_ptr().cast()) }
-        if !with_context {
-            return;
-        }
-        let st = slf.get().state.borrow(slf.py());
-        if let Some(ctx) = &st.context {
-            let ptr = ctx.as_ptr();
-            // SAFETY: reading the type, reference count and GC state of a live object.
-            let own_copy = unsafe {
-                ffi::PyContext_CheckExact(ptr) != 0
-                    && ffi::Py_REFCNT(ptr) == 1
-                    && ffi::PyObject_GC_IsTracked(ptr) != 0
-            };
-            if own_copy {
-                // SAFETY: a live, tracked GC object.
-                unsafe { ffi::PyObject_GC_UnTrack(ptr.cast()) }
-            }
-        }
     }
 
     /// Tracks the handle again if it is untracked, so that cycles through it are collectable.
@@ -192,7 +177,6 @@ impl Handle {
                 ffi::PyObject_GC_Track(ptr.cast());
             }
         }
-        slf.get().state.borrow(slf.py()).retrack_context();
     }
 
     /// Called when the loop's queue lets go of the handle: if someone else still holds it, the
@@ -210,13 +194,10 @@ impl Handle {
     }
 
     /// Walks what the handle references, for its own `__traverse__` and for the loop's on behalf
-    /// of a queued (untracked) handle: `visit` gets each referent, `context_behalf` the context
-    /// if the queue untracked it (the collector skips untracked objects; the loop visits the
-    /// context's referents instead).
+    /// of a queued (untracked) handle.
     pub(crate) fn walk_referents<E>(
         &self,
         visit: &mut impl FnMut(&Py<PyAny>) -> Result<(), E>,
-        context_behalf: &mut impl FnMut(&Py<PyAny>) -> Result<(), E>,
     ) -> Result<(), E> {
         visit(&self.loop_)?;
         // The collector runs with the GIL held and never while a borrow is live (no borrow of a
@@ -231,14 +212,46 @@ impl Handle {
             visit(args.as_any())?;
         }
         match &st.context {
-            Some(ctx) if untracked_context(ctx) => context_behalf(ctx)?,
-            Some(ctx) => visit(ctx)?,
+            Some(HandleContext::Context(ctx)) => visit(ctx)?,
+            Some(HandleContext::Vars(vars)) => visit(vars.as_object())?,
             None => {}
         }
         if let Some(traceback) = st.debug.as_ref().and_then(|d| d.source_traceback.as_ref()) {
             visit(traceback)?;
         }
         Ok(())
+    }
+
+    /// The Context the callback runs in. One made from held variables is kept: it is the one the
+    /// callback runs in and `get_context()` returns, as asyncio's copy would be.
+    fn context_object(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let vars = {
+            let mut st = self.state.borrow_mut(py);
+            match st.context.take() {
+                Some(HandleContext::Vars(vars)) => vars,
+                other => {
+                    let ctx = match &other {
+                        Some(HandleContext::Context(ctx)) => Some(ctx.clone_ref(py)),
+                        _ => None,
+                    };
+                    st.context = other;
+                    return Ok(ctx);
+                }
+            }
+        };
+        // Made outside the borrow: making a Context may allocate, and so collect.
+        let made = vars.to_context(py);
+        let mut st = self.state.borrow_mut(py);
+        match made {
+            Ok(ctx) => {
+                st.context = Some(HandleContext::Context(ctx.clone_ref(py)));
+                Ok(Some(ctx))
+            }
+            Err(err) => {
+                st.context = Some(HandleContext::Vars(vars));
+                Err(err)
+            }
+        }
     }
 
     pub(crate) fn mark_scheduled(&self) {
@@ -310,29 +323,30 @@ impl Handle {
         let parts = {
             let mut st = this.state.borrow_mut(py);
             if sole_owner {
-                // The context leaves the handle (and may outlive the call: a ContextVar.set
-                // token holds it).
-                st.retrack_context();
                 match (st.callback.take(), st.args.take(), st.context.take()) {
-                    (Some(cb), Some(args), Some(ctx)) => {
-                        Some((cb.into_bound(py), args.into_bound(py), ctx.into_bound(py)))
-                    }
+                    (Some(cb), Some(args), Some(ctx)) => Some((cb, args, Some(ctx))),
                     _ => None,
                 }
             } else {
-                match (&st.callback, &st.args, &st.context) {
-                    (Some(cb), Some(args), Some(ctx)) => Some((
-                        cb.bind(py).clone(),
-                        args.bind(py).clone(),
-                        ctx.bind(py).clone(),
-                    )),
+                match (&st.callback, &st.args) {
+                    (Some(cb), Some(args)) => Some((cb.clone_ref(py), args.clone_ref(py), None)),
                     _ => None,
                 }
             }
         };
-        let Some((callback, args, context)) = parts else {
+        let Some((callback, args, taken_context)) = parts else {
             return Ok(());
         };
+        let (callback, args) = (callback.into_bound(py), args.into_bound(py));
+        // Made, if need be, outside any borrow of the handle: making a Context may allocate.
+        let context = match taken_context {
+            Some(ctx) => ctx.into_context(py)?,
+            None => match this.context_object(py)? {
+                Some(ctx) => ctx,
+                None => return Ok(()),
+            },
+        }
+        .into_bound(py);
         // SAFETY: callback and args are live objects we hold references to.
         let result = run_in_context(&context, || unsafe {
             ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), ptr::null_mut())
@@ -344,7 +358,7 @@ impl Handle {
             let mut st = this.state.borrow_mut(py);
             st.callback = Some(callback.clone().unbind());
             st.args = Some(args.clone().unbind());
-            st.context = Some(context.unbind());
+            st.context = Some(HandleContext::Context(context.unbind()));
         }
         report_callback_error(slf, &callback, &args, err)
     }
@@ -468,7 +482,7 @@ impl Handle {
     ) -> PyResult<Self> {
         let args = PyTuple::new(py, args.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.unbind();
         let debug = loop_debug(r#loop.bind(py))?;
-        Handle::build(py, callback, args, r#loop, context, debug)
+        Handle::build(py, callback, args, r#loop, context, debug, false)
     }
 
     fn cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
@@ -480,8 +494,8 @@ impl Handle {
         self.cancelled()
     }
 
-    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self._context(py)
+    fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.context_object(py)
     }
 
     fn _run(slf: &Bound<'_, Handle>) -> PyResult<()> {
@@ -497,19 +511,12 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // The collector reaches this only for a tracked handle, whose context is tracked too
-        // (see `track`). `gc.get_referents` calls it on queued handles as well, and must list
-        // the context, untracked or not; visiting an untracked object is a no-op for the
-        // collector.
-        let mut visit_one = |obj: &Py<PyAny>| visit.call(obj);
-        let mut context = |ctx: &Py<PyAny>| visit.call(ctx);
-        self.walk_referents(&mut visit_one, &mut context)
+        self.walk_referents(&mut |obj: &Py<PyAny>| visit.call(obj))
     }
 
     fn __clear__(&self, py: Python<'_>) {
         let taken = {
             let mut st = self.state.borrow_mut(py);
-            st.retrack_context();
             (
                 st.callback.take(),
                 st.args.take(),
@@ -540,10 +547,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let st = self.state.borrow(py);
-        st.retrack_context();
-        st.context.as_ref().map(|c| c.clone_ref(py))
+    fn _context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.context_object(py)
     }
 
     #[getter]

@@ -3,6 +3,7 @@
 //! `core` is the Python-free engine (clock, ready queue, timer heap, poller, waker) with its own
 //! tests; `handles`, `event_loop`, `net` and `tls` are the PyO3 layer that CPython sees.
 
+mod context_vars;
 pub mod core;
 mod errors;
 mod event_loop;

@@ -202,6 +202,43 @@ def test_callbacks_run_in_their_context(loop):
     assert seen == ["in-ctx", "at-schedule-time", "in-ctx"]
 
 
+def test_callbacks_behind_a_long_queue_keep_their_own_copy_of_the_context(loop):
+    # From 64 queued callbacks on, ferroloop's handles hold the copied variables and make the
+    # Context late: what each callback sees and changes must be what a copy at scheduling gives.
+    var = contextvars.ContextVar("var", default="default")
+    other = contextvars.ContextVar("other", default="untouched")
+    seen = []
+
+    def callback(i):
+        seen.append((i, var.get(), other.get()))
+        other.set(f"set by {i}")
+
+    def schedule():
+        handles = []
+        for i in range(300):
+            var.set(i)
+            if i % 3 == 0:
+                handles.append(loop.call_soon(callback, i))
+            elif i % 3 == 1:
+                handles.append(loop.call_later(0, callback, i))
+            else:
+                handles.append(loop.call_soon_threadsafe(callback, i))
+        var.set("after")
+        return handles
+
+    handles = contextvars.copy_context().run(schedule)
+    # `_context`: asyncio's handles have `get_context()` from 3.12 on only.
+    early = handles[250]._context
+    assert early[var] == 250 and other not in early
+    run_turns(loop, 2)
+    assert sorted(seen) == [(i, i, "untouched") for i in range(300)]
+    # A held handle keeps the Context its callback ran in, with the callback's change.
+    assert handles[250]._context is early
+    assert early[other] == "set by 250"
+    assert handles[299]._context[other] == "set by 299"
+    assert var.get() == "default" and other.get() == "untouched"
+
+
 def test_context_changes_stay_in_the_callbacks_context(loop):
     var = contextvars.ContextVar("var", default=0)
     ctx = contextvars.copy_context()
@@ -412,7 +449,7 @@ def test_context_values_of_queued_callbacks_do_not_keep_a_dropped_loop(loop_fact
         holder = Holder()
         holder.loop = loop
         var.set(holder)
-        # Enough that ferroloop untracks the copies with their handles (it does from 64 on).
+        # Enough that ferroloop's handles hold only the copied variables (from 64 queued on).
         for _ in range(100):
             loop.call_soon(print)
             loop.call_later(100, print)
@@ -465,7 +502,7 @@ def test_a_queued_handle_lists_its_referents(loop):
 def test_contexts_handed_out_are_ordinary_tracked_objects(loop):
     import gc
 
-    for _ in range(100):  # a long queue: ferroloop untracks queued contexts from 64 on
+    for _ in range(100):  # a long queue: ferroloop's handles make their contexts late from 64 on
         loop.call_soon(len, "")
     handle = loop.call_soon(print, "x")
     timer = loop.call_later(100, print)

@@ -16,12 +16,12 @@
 //! it is tracked again if anyone else still holds it. Handles of `add_reader`/`add_writer`,
 //! which the loop holds in two places at once, are always tracked.
 //!
-//! The same goes for the context copy each such handle makes (asyncio copies the current context
-//! per callback): untracked with its queued handle when nobody else holds it, visited on its
-//! behalf by the loop (`gc.rs`), tracked again before the handle lets go of it or hands it out.
-//! Left tracked, a million queued callbacks' contexts survived young collections into the oldest
-//! generation and set off full collections that walked them all: 11 of them took 435 ms of an
-//! 869 ms fan-out of 1M callbacks; untracked, one took 6 ms.
+//! The context copy each handle makes (asyncio copies the current context per callback) would
+//! undo that: a million queued callbacks' contexts survived young collections into the oldest
+//! generation and set off full collections that walked them all (11 of them took 435 ms of an
+//! 869 ms fan-out of 1M callbacks). So a handle queued behind many others holds only the copied
+//! variables, an immutable mapping it shares with the caller's context, and makes its Context
+//! when it runs (`context_vars.rs`).
 
 mod fastcall;
 mod gc;
@@ -94,7 +94,6 @@ fn release_queued(py: Python<'_>, (ready, timers): (Vec<Ready>, Vec<Py<Handle>>)
 /// Finishes the LoopCore type once PyO3 has made it: entry points that PyO3 cannot express as
 /// cheaply as CPython's own calling convention.
 pub(crate) fn finish_type(loop_type: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
-    gc::install(loop_type);
     fastcall::install(loop_type)
 }
 
@@ -266,13 +265,12 @@ impl LoopCore {
         let Some(st) = self.state.try_borrow_for_gc() else {
             return Ok(());
         };
-        // The queue is walked by `gc::traverse`, which has the collector's raw visit function.
         for callbacks in st.fd_callbacks.values() {
             visit.call(&callbacks.reader)?;
             visit.call(&callbacks.writer)?;
         }
         visit.call(&st.task_factory)?;
-        Ok(())
+        gc::walk_queue(&st, &mut |obj: &Py<PyAny>| visit.call(obj))
     }
 
     fn __clear__(&self, py: Python<'_>) {

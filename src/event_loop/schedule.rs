@@ -10,11 +10,10 @@ use crate::errors::os_error;
 use crate::handles::{Handle, TimerHandle};
 use crate::pyobjects;
 
-/// From this many queued callbacks and timers on, a new handle's own context copy is untracked
-/// with it (see "Handles and the garbage collector" in `mod.rs`). Contexts only pile up into the
-/// collector's oldest generation when many callbacks wait; for a short queue, untracking and
-/// tracking them again cost about 60 instructions per callback (callgrind, call_soon chain) and
-/// spare the collector nothing.
+/// From this many queued callbacks and timers on, a new handle holds the caller's context
+/// variables rather than a copy of the context (see `context_vars.rs`). Below it, copies come from
+/// CPython's free list of 255 contexts and go back to it when their callback has run, which is
+/// cheaper than making the Context at run time.
 const MANY_QUEUED: usize = 64;
 
 impl LoopCore {
@@ -70,12 +69,12 @@ impl LoopCore {
     ) -> PyResult<Handle> {
         let py = slf.py();
         let this = slf.get();
-        let debug = {
+        let (debug, many_queued) = {
             let st = this.state.borrow(py);
             if st.closed {
                 return Err(super::closed_error());
             }
-            st.debug
+            (st.debug, st.scheduler.queued() >= MANY_QUEUED)
         };
         if debug {
             if let Some(method) = method {
@@ -92,6 +91,7 @@ impl LoopCore {
             slf.clone().into_any().unbind(),
             context,
             debug,
+            many_queued,
         )
     }
 
@@ -107,13 +107,13 @@ impl LoopCore {
             py,
             LoopCore::new_handle(slf, callback, args, context, Some(method))?,
         )?;
-        let (queued, running) = {
+        let running = {
             let mut st = slf.get().state.borrow_mut(py);
             st.scheduler.push_ready(handle.clone().unbind().into());
-            (st.scheduler.queued(), st.thread_id.is_some())
+            st.thread_id.is_some()
         };
         if running {
-            Handle::untrack_while_queued(&handle, queued >= MANY_QUEUED);
+            Handle::untrack_while_queued(&handle);
         }
         Ok(handle.unbind())
     }
@@ -140,14 +140,14 @@ impl LoopCore {
         } else {
             when
         };
-        let (queued, running) = {
+        let running = {
             let mut st = slf.get().state.borrow_mut(py);
             st.scheduler
                 .push_timer(key, timer.as_super().clone().unbind());
-            (st.scheduler.queued(), st.thread_id.is_some())
+            st.thread_id.is_some()
         };
         if running {
-            Handle::untrack_while_queued(timer.as_super(), queued >= MANY_QUEUED);
+            Handle::untrack_while_queued(timer.as_super());
         }
         Ok(timer.unbind())
     }

@@ -139,6 +139,7 @@ impl TaskCall {
             slf.clone().into_any().unbind(),
             Some(self.context),
             false,
+            false,
         )?;
         Bound::new(py, handle)
     }
