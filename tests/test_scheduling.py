@@ -187,6 +187,24 @@ def test_call_soon_threadsafe_from_many_threads(loop):
         assert [i for kk, i in seen if kk == k] == list(range(per_thread))
 
 
+def test_call_soon_threadsafe_runs_in_a_copy_of_the_calling_threads_context(loop):
+    var = contextvars.ContextVar("var", default="default")
+    seen = []
+
+    def producer():
+        var.set("producer's")
+        for _ in range(100):  # past 64 queued: ferroloop's handles keep the variables only
+            loop.call_soon_threadsafe(lambda: seen.append(var.get()))
+        var.set("changed after scheduling")
+
+    var.set("loop thread's")
+    thread = threading.Thread(target=producer)
+    thread.start()
+    thread.join()
+    run_turns(loop)
+    assert seen == ["producer's"] * 100
+
+
 def test_callbacks_run_in_their_context(loop):
     var = contextvars.ContextVar("var", default="default")
     seen = []
