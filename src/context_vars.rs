@@ -7,18 +7,19 @@
 //!
 //! A copy's whole content is its variables: an immutable mapping (a HAMT) that the original and
 //! every copy share, which a later `ContextVar.set` replaces rather than changes. So holding that
-//! mapping is holding the copy. `CapturedVars` does that for a handle queued behind many others,
-//! and makes the Context (from CPython's free list, as the previous callback's went back to it)
-//! only when the callback runs or someone asks for it.
+//! mapping is holding the copy. A handle queued behind many others holds just the mapping
+//! (`capture`), and makes the Context (`make_context`, from CPython's free list, as the previous
+//! callback's went back to it) only when the callback runs or someone asks for it.
 //!
 //! Neither reading a Context's mapping nor giving a new Context one has a C API, so this reads
 //! and writes the `ctx_vars` field of CPython's `PyContext` struct, whose layout has been the same
-//! from 3.7 to 3.14. `supported()` checks it once against the public API before anything relies
+//! from 3.7 to 3.14. `mapping_type` checks it once against the public API before anything relies
 //! on it; where the check fails, handles copy the Context as asyncio does.
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -29,9 +30,6 @@ struct ContextHead {
     ctx_prev: *mut ffi::PyObject,
     ctx_vars: *mut ffi::PyObject,
 }
-
-/// The variables of a context, as a copy of it would hold them.
-pub(crate) struct CapturedVars(Py<PyAny>);
 
 /// The mapping a live Context holds (a borrowed reference).
 ///
@@ -67,25 +65,25 @@ fn current_vars(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// Whether the `PyContext` layout is the one this module assumes, checked once: the field holds
-/// an object of CPython's HAMT type, and a Context given a copy's mapping sees the copy's
-/// variables while the original does not.
-pub(crate) fn supported(py: Python<'_>) -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| check_layout(py).unwrap_or(false))
+/// CPython's HAMT type (its address), if the `PyContext` layout is the one this module assumes,
+/// checked once: the field holds an object of that type, and a Context given a copy's mapping sees
+/// the copy's variables while the original does not.
+fn mapping_type(py: Python<'_>) -> Option<usize> {
+    static MAPPING_TYPE: OnceLock<Option<usize>> = OnceLock::new();
+    *MAPPING_TYPE.get_or_init(|| check_layout(py).ok().flatten())
 }
 
-fn check_layout(py: Python<'_>) -> PyResult<bool> {
+fn check_layout(py: Python<'_>) -> PyResult<Option<usize>> {
     // SAFETY: every pointer comes from the public context API and is checked before use; the
     // field is read only once the object is known to be a Context.
     unsafe {
         let empty = Bound::from_owned_ptr_or_err(py, ffi::PyContext_New())?;
         if ffi::PyContext_CheckExact(empty.as_ptr()) == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let vars = vars_of(empty.as_ptr());
         if vars.is_null() || CStr::from_ptr((*ffi::Py_TYPE(vars)).tp_name) != c"hamt" {
-            return Ok(false);
+            return Ok(None);
         }
         let var = Bound::from_owned_ptr_or_err(
             py,
@@ -102,8 +100,9 @@ fn check_layout(py: Python<'_>) -> PyResult<bool> {
         drop(token?);
         let made =
             Bound::from_owned_ptr(py, context_with(py, vars_of(holder.as_ptr()))?.into_ptr());
-        Ok(var_value(&made, &var)?.is_some_and(|v| v.is(&marker))
-            && var_value(&empty, &var)?.is_none())
+        let works = var_value(&made, &var)?.is_some_and(|v| v.is(&marker))
+            && var_value(&empty, &var)?.is_none();
+        Ok(works.then_some(ffi::Py_TYPE(vars) as usize))
     }
 }
 
@@ -128,28 +127,25 @@ fn var_value<'py>(
     }
 }
 
-impl CapturedVars {
-    /// The current context's variables, if this interpreter's layout allows holding them alone.
-    pub(crate) fn capture(py: Python<'_>) -> PyResult<Option<CapturedVars>> {
-        if !supported(py) {
-            return Ok(None);
-        }
-        Ok(Some(CapturedVars(current_vars(py)?)))
+/// The current context's variables (what a copy of it would hold), if this interpreter's layout
+/// allows holding them alone.
+pub(crate) fn capture(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    if mapping_type(py).is_none() {
+        return Ok(None);
     }
+    current_vars(py).map(Some)
+}
 
-    /// A new Context with these variables: the copy asyncio would have made when scheduling.
-    pub(crate) fn to_context(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        // SAFETY: supported() passed before this was captured; the mapping is live (we hold it).
-        unsafe { context_with(py, self.0.as_ptr()) }
+/// A new Context with the variables `capture` returned: the copy asyncio would have made when
+/// scheduling.
+pub(crate) fn make_context(py: Python<'_>, vars: &Py<PyAny>) -> PyResult<Py<PyAny>> {
+    // SAFETY: reading the type of a live object.
+    let ty = unsafe { ffi::Py_TYPE(vars.as_ptr()) } as usize;
+    if mapping_type(py) != Some(ty) {
+        return Err(PyTypeError::new_err(
+            "not the variables of a captured context",
+        ));
     }
-
-    /// Lets go of the mapping without PyO3's check for the interpreter lock (see `HandleState`).
-    pub(crate) fn drop_ref(self, py: Python<'_>) {
-        self.0.drop_ref(py);
-    }
-
-    /// The mapping, for the collector.
-    pub(crate) fn as_object(&self) -> &Py<PyAny> {
-        &self.0
-    }
+    // SAFETY: the layout check passed and `vars` is a live mapping of the type it found.
+    unsafe { context_with(py, vars.as_ptr()) }
 }

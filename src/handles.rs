@@ -15,7 +15,7 @@ use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::context_vars::CapturedVars;
+use crate::context_vars;
 use crate::core::Entry;
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
@@ -29,28 +29,13 @@ struct DebugInfo {
     repr: Option<Py<PyString>>,
 }
 
-/// The context a callback runs in.
-enum HandleContext {
-    /// A Context object: the one the caller gave, or this handle's own copy.
-    Context(Py<PyAny>),
-    /// The caller's variables, made into a Context when needed (see `context_vars`).
-    Vars(CapturedVars),
-}
-
 struct HandleState {
     callback: Option<Py<PyAny>>,
     args: Option<Py<PyTuple>>,
-    context: Option<HandleContext>,
+    /// A Context (the one given, or this handle's own copy), or the caller's context variables
+    /// to make one from if the handle's `context_is_vars` is set (see `context_vars`).
+    context: Option<Py<PyAny>>,
     debug: Option<Box<DebugInfo>>,
-}
-
-impl HandleContext {
-    fn into_context(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self {
-            HandleContext::Context(ctx) => Ok(ctx),
-            HandleContext::Vars(vars) => vars.to_context(py),
-        }
-    }
 }
 
 impl Drop for HandleState {
@@ -64,10 +49,8 @@ impl Drop for HandleState {
         if let Some(x) = self.args.take() {
             x.drop_ref(py);
         }
-        match self.context.take() {
-            Some(HandleContext::Context(ctx)) => ctx.drop_ref(py),
-            Some(HandleContext::Vars(vars)) => vars.drop_ref(py),
-            None => {}
+        if let Some(x) = self.context.take() {
+            x.drop_ref(py);
         }
     }
 }
@@ -79,6 +62,9 @@ pub struct Handle {
     cancelled: AtomicBool,
     /// True while the handle sits in the timer heap (asyncio's `TimerHandle._scheduled`).
     scheduled: AtomicBool,
+    /// `state.context` holds context variables, not a Context. A flag here rather than an enum
+    /// there keeps a handle in the 96-byte allocation class (an enum's tag would add 16).
+    context_is_vars: AtomicBool,
 }
 
 #[pyclass(frozen, extends = Handle, module = "ferroloop")]
@@ -98,23 +84,24 @@ impl Entry for Py<Handle> {
 }
 
 /// The context a callback runs in: the one given, else a copy of the current one (asyncio's
-/// rule), held as its variables alone if `vars_only` and the interpreter allows it.
+/// rule), held as its variables alone if `vars_only` and the interpreter allows it. The flag says
+/// which of the two it is.
 fn context_or_copy(
     py: Python<'_>,
     context: Option<Py<PyAny>>,
     vars_only: bool,
-) -> PyResult<HandleContext> {
+) -> PyResult<(Py<PyAny>, bool)> {
     if let Some(ctx) = context.filter(|ctx| !ctx.is_none(py)) {
-        return Ok(HandleContext::Context(ctx));
+        return Ok((ctx, false));
     }
     if vars_only {
-        if let Some(vars) = CapturedVars::capture(py)? {
-            return Ok(HandleContext::Vars(vars));
+        if let Some(vars) = context_vars::capture(py)? {
+            return Ok((vars, true));
         }
     }
     // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
     let copy = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
-    Ok(HandleContext::Context(copy.unbind()))
+    Ok((copy.unbind(), false))
 }
 
 /// The creation stack of a handle in debug mode, ending at the Python code that asked for it.
@@ -148,16 +135,18 @@ impl Handle {
         } else {
             None
         };
+        let (context, context_is_vars) = context_or_copy(py, context, vars_only)?;
         Ok(Handle {
             state: GilCell::new(HandleState {
                 callback: Some(callback),
                 args: Some(args),
-                context: Some(context_or_copy(py, context, vars_only)?),
+                context: Some(context),
                 debug,
             }),
             loop_,
             cancelled: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
+            context_is_vars: AtomicBool::new(context_is_vars),
         })
     }
 
@@ -211,10 +200,8 @@ impl Handle {
         if let Some(args) = &st.args {
             visit(args.as_any())?;
         }
-        match &st.context {
-            Some(HandleContext::Context(ctx)) => visit(ctx)?,
-            Some(HandleContext::Vars(vars)) => visit(vars.as_object())?,
-            None => {}
+        if let Some(context) = &st.context {
+            visit(context)?;
         }
         if let Some(traceback) = st.debug.as_ref().and_then(|d| d.source_traceback.as_ref()) {
             visit(traceback)?;
@@ -225,33 +212,23 @@ impl Handle {
     /// The Context the callback runs in. One made from held variables is kept: it is the one the
     /// callback runs in and `get_context()` returns, as asyncio's copy would be.
     fn context_object(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let vars = {
-            let mut st = self.state.borrow_mut(py);
-            match st.context.take() {
-                Some(HandleContext::Vars(vars)) => vars,
-                other => {
-                    let ctx = match &other {
-                        Some(HandleContext::Context(ctx)) => Some(ctx.clone_ref(py)),
-                        _ => None,
-                    };
-                    st.context = other;
-                    return Ok(ctx);
-                }
-            }
+        let held = self
+            .state
+            .borrow(py)
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py));
+        let Some(held) = held else {
+            return Ok(None);
         };
-        // Made outside the borrow: making a Context may allocate, and so collect.
-        let made = vars.to_context(py);
-        let mut st = self.state.borrow_mut(py);
-        match made {
-            Ok(ctx) => {
-                st.context = Some(HandleContext::Context(ctx.clone_ref(py)));
-                Ok(Some(ctx))
-            }
-            Err(err) => {
-                st.context = Some(HandleContext::Vars(vars));
-                Err(err)
-            }
+        if !self.context_is_vars.load(Ordering::Relaxed) {
+            return Ok(Some(held));
         }
+        // Made outside any borrow of the state: making a Context may allocate, and so collect.
+        let made = context_vars::make_context(py, &held)?;
+        self.state.borrow_mut(py).context = Some(made.clone_ref(py));
+        self.context_is_vars.store(false, Ordering::Relaxed);
+        Ok(Some(made))
     }
 
     pub(crate) fn mark_scheduled(&self) {
@@ -340,7 +317,10 @@ impl Handle {
         let (callback, args) = (callback.into_bound(py), args.into_bound(py));
         // Made, if need be, outside any borrow of the handle: making a Context may allocate.
         let context = match taken_context {
-            Some(ctx) => ctx.into_context(py)?,
+            Some(vars) if this.context_is_vars.swap(false, Ordering::Relaxed) => {
+                context_vars::make_context(py, &vars)?
+            }
+            Some(ctx) => ctx,
             None => match this.context_object(py)? {
                 Some(ctx) => ctx,
                 None => return Ok(()),
@@ -358,7 +338,7 @@ impl Handle {
             let mut st = this.state.borrow_mut(py);
             st.callback = Some(callback.clone().unbind());
             st.args = Some(args.clone().unbind());
-            st.context = Some(HandleContext::Context(context.unbind()));
+            st.context = Some(context.unbind());
         }
         report_callback_error(slf, &callback, &args, err)
     }
