@@ -3,7 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyTuple, PyType};
 
 fn import_attr<'py>(
     py: Python<'py>,
@@ -87,3 +87,12 @@ cached_attr!(
     "add_flowcontrol_defaults"
 );
 cached_attr!(asyncio_constants, "asyncio", "constants");
+
+/// `()`: the arguments of most callbacks. `PyTuple::empty` calls `PyTuple_New(0)` each time; this is
+/// one reference count increment, 13 fewer instructions per chained `call_soon` (callgrind).
+pub fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
+    static CELL: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    CELL.get_or_init(py, || PyTuple::empty(py).unbind())
+        .bind(py)
+        .clone()
+}

@@ -19,6 +19,7 @@ use pyo3::types::{PyString, PyTuple};
 
 use super::task_calls::TaskCall;
 use super::{LoopCore, Ready};
+use crate::pyobjects;
 
 /// Which entry point.
 #[derive(Clone, Copy)]
@@ -98,11 +99,13 @@ unsafe fn call_impl(
     for (i, slot) in values.iter_mut().take(params.len().min(nargs)).enumerate() {
         *slot = Some(Bound::from_borrowed_ptr(py, *args.add(i)));
     }
-    let extra = std::slice::from_raw_parts(args, nargs)
-        .iter()
-        .skip(params.len())
-        .map(|&arg| Bound::from_borrowed_ptr(py, arg));
-    let call_args = PyTuple::new(py, extra)?;
+    let call_args = match std::slice::from_raw_parts(args, nargs).get(params.len()..) {
+        Some(extra) if !extra.is_empty() => PyTuple::new(
+            py,
+            extra.iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)),
+        )?,
+        _ => pyobjects::empty_tuple(py),
+    };
     let mut context = None;
     if !kwnames.is_null() {
         let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
@@ -231,7 +234,7 @@ unsafe fn soon_simple(
 ) -> PyResult<Py<PyAny>> {
     let callback = Bound::from_borrowed_ptr(py, args[0]);
     let call_args = match &args[1..] {
-        [] => PyTuple::empty(py),
+        [] => pyobjects::empty_tuple(py),
         extra => {
             let tuple = Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(extra.len() as isize))?;
             for (i, &arg) in extra.iter().enumerate() {

@@ -26,6 +26,7 @@ use pyo3::types::{PyTuple, PyType};
 
 use super::LoopCore;
 use crate::handles::{run_in_context, Handle};
+use crate::pyobjects;
 
 /// The types of the two calls, learnt from CPython by `ferroloop._task_calls` at import.
 struct Known {
@@ -121,7 +122,7 @@ impl TaskCall {
     fn args<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         match &self.arg {
             Some(arg) => PyTuple::new(py, [arg]),
-            None => Ok(PyTuple::empty(py)),
+            None => Ok(pyobjects::empty_tuple(py)),
         }
     }
 
