@@ -13,22 +13,42 @@
 //!
 //! Neither reading a Context's mapping nor giving a new Context one has a C API, so this reads
 //! and writes the `ctx_vars` field of CPython's `PyContext` struct, whose layout has been the same
-//! from 3.7 to 3.14. `mapping_type` checks it once against the public API before anything relies
+//! from 3.7 to 3.14. `layout` checks it once against the public API before anything relies
 //! on it; where the check fails, handles copy the Context as asyncio does.
+//!
+//! A callback that runs on held variables needs a Context to run in. When nothing but the loop holds
+//! its handle, nothing can see that Context after the call unless the callback kept a reference to
+//! it (a `ContextVar.set` token does). So the loop keeps one spare Context (`run_context`,
+//! `release`), gives it the variables for the call and the empty mapping after it, and makes
+//! a new one only when the spare was kept by someone. The variables are released when the call
+//! ends, as asyncio's copy would release them.
 
 use std::ffi::CStr;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-/// The head of CPython's `PyContext` (Include/internal/pycore_context.h).
+/// CPython's `PyContext` (Include/internal/pycore_context.h, the same from 3.7.1 to 3.14).
 #[repr(C)]
 struct ContextHead {
     ob_base: ffi::PyObject,
     ctx_prev: *mut ffi::PyObject,
     ctx_vars: *mut ffi::PyObject,
+    ctx_weakreflist: *mut ffi::PyObject,
+    ctx_entered: std::os::raw::c_int,
+}
+
+/// Whether nothing but its own reference can reach `ctx`: not entered, no weak reference.
+///
+/// # Safety
+/// As for `vars_of`.
+unsafe fn unreachable_but_by(ctx: *mut ffi::PyObject) -> bool {
+    let head = &*ctx.cast::<ContextHead>();
+    ffi::Py_REFCNT(ctx) == 1 && head.ctx_weakreflist.is_null() && head.ctx_entered == 0
 }
 
 /// The mapping a live Context holds (a borrowed reference).
@@ -65,15 +85,24 @@ fn current_vars(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// CPython's HAMT type (its address), if the `PyContext` layout is the one this module assumes,
-/// checked once: the field holds an object of that type, and a Context given a copy's mapping sees
-/// the copy's variables while the original does not.
-fn mapping_type(py: Python<'_>) -> Option<usize> {
-    static MAPPING_TYPE: OnceLock<Option<usize>> = OnceLock::new();
-    *MAPPING_TYPE.get_or_init(|| check_layout(py).ok().flatten())
+/// What the layout check found: the mapping's type, and the empty mapping (a reference of its own,
+/// never released), both as addresses.
+#[derive(Clone, Copy)]
+struct Layout {
+    mapping_type: usize,
+    empty_vars: usize,
 }
 
-fn check_layout(py: Python<'_>) -> PyResult<Option<usize>> {
+/// The layout, if the `PyContext` struct is the one this module assumes, checked once: the
+/// mapping field holds an object of CPython's HAMT type, a Context given a copy's mapping sees the
+/// copy's variables while the original does not, and the entered flag and the weak-reference list
+/// change where this module reads them.
+fn layout(py: Python<'_>) -> Option<Layout> {
+    static LAYOUT: OnceLock<Option<Layout>> = OnceLock::new();
+    *LAYOUT.get_or_init(|| check_layout(py).ok().flatten())
+}
+
+fn check_layout(py: Python<'_>) -> PyResult<Option<Layout>> {
     // SAFETY: every pointer comes from the public context API and is checked before use; the
     // field is read only once the object is known to be a Context.
     unsafe {
@@ -96,13 +125,31 @@ fn check_layout(py: Python<'_>) -> PyResult<Option<usize>> {
         }
         let token =
             Bound::from_owned_ptr_or_err(py, ffi::PyContextVar_Set(var.as_ptr(), marker.as_ptr()));
+        let entered_seen = (*holder.as_ptr().cast::<ContextHead>()).ctx_entered == 1;
         ffi::PyContext_Exit(holder.as_ptr());
         drop(token?);
         let made =
             Bound::from_owned_ptr(py, context_with(py, vars_of(holder.as_ptr()))?.into_ptr());
         let works = var_value(&made, &var)?.is_some_and(|v| v.is(&marker))
             && var_value(&empty, &var)?.is_none();
-        Ok(works.then_some(ffi::Py_TYPE(vars) as usize))
+        let weakref = Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyWeakref_NewRef(made.as_ptr(), std::ptr::null_mut()),
+        )?;
+        let weakref_seen = !(*made.as_ptr().cast::<ContextHead>())
+            .ctx_weakreflist
+            .is_null();
+        drop(weakref);
+        // Once the weak reference is gone, `made` is reachable only through its own reference.
+        let fields_seen = entered_seen && weakref_seen && unreachable_but_by(made.as_ptr());
+        if !(works && fields_seen) {
+            return Ok(None);
+        }
+        ffi::Py_INCREF(vars);
+        Ok(Some(Layout {
+            mapping_type: ffi::Py_TYPE(vars) as usize,
+            empty_vars: vars as usize,
+        }))
     }
 }
 
@@ -130,22 +177,78 @@ fn var_value<'py>(
 /// The current context's variables (what a copy of it would hold), if this interpreter's layout
 /// allows holding them alone.
 pub(crate) fn capture(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-    if mapping_type(py).is_none() {
+    if layout(py).is_none() {
         return Ok(None);
     }
     current_vars(py).map(Some)
 }
 
+/// The layout, if `vars` is a mapping `capture` could have returned.
+fn layout_for(py: Python<'_>, vars: &Py<PyAny>) -> PyResult<Layout> {
+    // SAFETY: reading the type of a live object.
+    let ty = unsafe { ffi::Py_TYPE(vars.as_ptr()) } as usize;
+    layout(py)
+        .filter(|layout| layout.mapping_type == ty)
+        .ok_or_else(|| PyTypeError::new_err("not the variables of a captured context"))
+}
+
 /// A new Context with the variables `capture` returned: the copy asyncio would have made when
 /// scheduling.
 pub(crate) fn make_context(py: Python<'_>, vars: &Py<PyAny>) -> PyResult<Py<PyAny>> {
-    // SAFETY: reading the type of a live object.
-    let ty = unsafe { ffi::Py_TYPE(vars.as_ptr()) } as usize;
-    if mapping_type(py) != Some(ty) {
-        return Err(PyTypeError::new_err(
-            "not the variables of a captured context",
-        ));
-    }
+    layout_for(py, vars)?;
     // SAFETY: the layout check passed and `vars` is a live mapping of the type it found.
     unsafe { context_with(py, vars.as_ptr()) }
+}
+
+/// The spare Context (a reference of its own), holding the empty mapping; null when there is none.
+static SPARE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// A Context holding `vars` for one callback to run in, to be handed to `release` once it has run:
+/// to the callback, the copy asyncio would have made when scheduling.
+pub(crate) fn run_context(py: Python<'_>, vars: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    layout_for(py, &vars)?;
+    let spare = SPARE.swap(ptr::null_mut(), Ordering::AcqRel);
+    if spare.is_null() {
+        // SAFETY: the layout check passed and `vars` is a live mapping of the type it found.
+        return unsafe { context_with(py, vars.as_ptr()) }.map(|ctx| ctx.into_bound(py));
+    }
+    // SAFETY: the spare is a Context of the checked layout that only SPARE referred to, not
+    // entered; its mapping is swapped for `vars`, whose reference it takes over.
+    unsafe {
+        let head = spare.cast::<ContextHead>();
+        let empty = std::mem::replace(&mut (*head).ctx_vars, vars.into_ptr());
+        ffi::Py_DECREF(empty);
+        Ok(Bound::from_owned_ptr(py, spare))
+    }
+}
+
+/// Takes back a Context from `run_context` whose callback has run. It becomes the spare if nothing
+/// else holds it; either way, the variables it held are released as asyncio's copy's would be.
+pub(crate) fn release(context: Bound<'_, PyAny>) {
+    let py = context.py();
+    let Some(layout) = layout(py) else {
+        return;
+    };
+    // SAFETY: `context` is a live Context of the checked layout.
+    if !unsafe { unreachable_but_by(context.as_ptr()) } {
+        return;
+    }
+    let ctx = context.into_ptr();
+    // SAFETY: `ctx` is a Context of the checked layout (from `run_context`), exited, and ours
+    // alone; it is given a reference to the empty mapping in place of the one it held.
+    let vars = unsafe {
+        let empty = layout.empty_vars as *mut ffi::PyObject;
+        ffi::Py_INCREF(empty);
+        std::mem::replace(&mut (*ctx.cast::<ContextHead>()).ctx_vars, empty)
+    };
+    if SPARE
+        .compare_exchange(ptr::null_mut(), ctx, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: our reference to a live object.
+        unsafe { ffi::Py_DECREF(ctx) };
+    }
+    // Last: releasing the variables may run any Python code, which may use the spare.
+    // SAFETY: the reference the Context held, now ours.
+    unsafe { ffi::Py_DECREF(vars) };
 }

@@ -316,23 +316,28 @@ impl Handle {
         };
         let (callback, args) = (callback.into_bound(py), args.into_bound(py));
         // Made, if need be, outside any borrow of the handle: making a Context may allocate.
-        let context = match taken_context {
+        // Held variables get a Context that nobody else can see once the call is over.
+        let (context, released) = match taken_context {
             Some(vars) if this.context_is_vars.swap(false, Ordering::Relaxed) => {
-                context_vars::make_context(py, &vars)?
+                (context_vars::run_context(py, vars)?, true)
             }
-            Some(ctx) => ctx,
+            Some(ctx) => (ctx.into_bound(py), false),
             None => match this.context_object(py)? {
-                Some(ctx) => ctx,
+                Some(ctx) => (ctx.into_bound(py), false),
                 None => return Ok(()),
             },
-        }
-        .into_bound(py);
+        };
         // SAFETY: callback and args are live objects we hold references to.
         let result = run_in_context(&context, || unsafe {
             ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), ptr::null_mut())
         });
-        let Err(err) = result else {
-            return Ok(());
+        let err = match result {
+            Ok(_) if released => {
+                context_vars::release(context);
+                return Ok(());
+            }
+            Ok(_) => return Ok(()),
+            Err(err) => err,
         };
         if sole_owner {
             let mut st = this.state.borrow_mut(py);

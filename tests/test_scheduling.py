@@ -257,6 +257,56 @@ def test_callbacks_behind_a_long_queue_keep_their_own_copy_of_the_context(loop):
     assert var.get() == "default" and other.get() == "untouched"
 
 
+def test_a_context_a_token_keeps_is_never_another_callbacks(loop):
+    # Behind a long queue ferroloop runs such callbacks in one reused Context while nobody else
+    # holds it; a token from ContextVar.set holds it, so the next callback needs a Context of its
+    # own: resetting the token there fails as it does in asyncio's fresh copy.
+    var = contextvars.ContextVar("var", default="default")
+    tokens, seen = [], []
+
+    def keep_token(i):
+        tokens.append(var.set(i))
+
+    def reset_previous(i):
+        try:
+            var.reset(tokens[-1])
+        except ValueError as exc:  # raised in a callback, the loop would only log it
+            seen.append((var.get(), str(exc).endswith("was created in a different Context")))
+        else:
+            seen.append((var.get(), "reset"))
+
+    for i in range(200):
+        loop.call_soon(reset_previous if i % 2 else keep_token, i)
+    run_turns(loop)
+    assert seen == [("default", True)] * 100
+    assert [token.old_value for token in tokens] == [contextvars.Token.MISSING] * 100
+
+
+def test_values_a_callback_set_are_released_when_it_returns(loop):
+    import weakref
+
+    class Value:
+        pass
+
+    var = contextvars.ContextVar("var")
+    refs, alive = [], []
+
+    def set_value():
+        value = Value()
+        refs.append(weakref.ref(value))
+        var.set(value)
+
+    def check():
+        alive.append(refs[-1]() is not None)
+
+    for _ in range(100):  # past 64 queued, and below it once the queue drains
+        loop.call_soon(set_value)
+        # In a Context of its own, so that it cannot release what set_value's left behind.
+        loop.call_soon(check, context=contextvars.Context())
+    run_turns(loop)
+    assert alive == [False] * 100
+
+
 def test_context_changes_stay_in_the_callbacks_context(loop):
     var = contextvars.ContextVar("var", default=0)
     ctx = contextvars.copy_context()
