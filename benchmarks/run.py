@@ -3,6 +3,9 @@
 Method: each (workload, loop, repetition) runs in a fresh process; repetitions are interleaved
 across loops with the order rotated each round, so that background load falls on all loops alike.
 Reported: the median with min and max, ratios against asyncio and uvloop, CPU time and peak RSS.
+A workload whose load comes from a client process of its own is measured once per placement of
+the server and the client on the machine's cores, pinned (workloads/placement.py), in rows named
+by the placement: unpinned, such a row has two speeds 2-3x apart and reports the scheduler's pick.
 
     python benchmarks/run.py [--quick] [--reps N] [--only SUBSTRING] [--loops a,b] [--out DIR]
 """
@@ -26,6 +29,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from workloads import ALL  # noqa: E402
+from workloads.placement import PLACEMENTS, row_name  # noqa: E402
 
 ALL_LOOPS = ["asyncio", "uvloop", "rloop", "ferroloop"]
 
@@ -52,7 +56,14 @@ def machine() -> str:
     return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores"
 
 
-def run_once(loop: str, workload: str, size: int, timeout: float) -> dict:
+def placed_rows(name: str, workload) -> list[tuple[str, str | None]]:
+    """The rows a workload is measured in: one per placement if it has a client process."""
+    if not workload.placed:
+        return [(name, None)]
+    return [(row_name(name, p), p) for p in PLACEMENTS]
+
+
+def run_once(loop: str, workload: str, size: int, timeout: float, placement: str | None) -> dict:
     proc = subprocess.run(
         [
             sys.executable,
@@ -63,6 +74,7 @@ def run_once(loop: str, workload: str, size: int, timeout: float) -> dict:
             workload,
             "--size",
             str(size),
+            *(["--placement", placement] if placement else []),
         ],
         capture_output=True,
         text=True,
@@ -212,7 +224,12 @@ def main() -> None:
 
     loops = args.loops.split(",")
     reps = args.reps or (3 if args.quick else 5)
-    chosen = {n: w for n, w in ALL.items() if not args.only or args.only in n}
+    rows = {
+        row: (name, workload, placement)
+        for name, workload in ALL.items()
+        for row, placement in placed_rows(name, workload)
+    }
+    chosen = {row: spec for row, spec in rows.items() if not args.only or args.only in row}
     header = {
         "date": dt.date.today().isoformat(),
         "machine": machine(),
@@ -223,7 +240,7 @@ def main() -> None:
     }
     print(f"# {header['machine']}; {header['versions']}", flush=True)
     results = {}
-    for name, workload in chosen.items():
+    for row, (name, workload, placement) in chosen.items():
         size = workload.quick_size if args.quick else workload.size
         runs: dict[str, list[dict]] = {loop: [] for loop in loops}
         for rep in range(reps):
@@ -235,23 +252,23 @@ def main() -> None:
                     continue
                 try:
                     runs[loop].append(
-                        run_once(loop, name, size, timeout=120 if args.quick else 300)
+                        run_once(loop, name, size, 120 if args.quick else 300, placement)
                     )
                 except subprocess.TimeoutExpired:
                     runs[loop].append({"error": "timed out"})
         summary = summarize(runs, workload.metric)
-        results[name] = {"metric": workload.metric, "size": size, "summary": summary, "runs": runs}
+        results[row] = {"metric": workload.metric, "size": size, "summary": summary, "runs": runs}
         if workload.ceiling is not None:
             # The ceiling is a fixed Rust server: in quick mode one measurement is enough.
-            ceilings = [workload.ceiling(size) for _ in range(1 if args.quick else reps)]
-            results[name]["ceiling"] = statistics.median(ceilings)
+            ceilings = [workload.ceiling(size, placement) for _ in range(1 if args.quick else reps)]
+            results[row]["ceiling"] = statistics.median(ceilings)
         cells = ", ".join(
             f"{lp}={fmt_value(s['median'], workload.metric)}"
             if "median" in s
             else f"{lp}=n/a ({s['error']})"
             for lp, s in summary.items()
         )
-        print(f"{name}: {cells}", flush=True)
+        print(f"{row}: {cells}", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

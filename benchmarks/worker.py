@@ -50,9 +50,14 @@ def main() -> None:
     parser.add_argument("--loop", required=True, choices=sorted(LOOPS))
     parser.add_argument("--workload", required=True)
     parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--placement", help="pin the server and its clients (placement.py)")
     args = parser.parse_args()
 
     workload = find_workload(args.workload)
+    if args.placement:
+        from workloads import placement
+
+        placement.pin(args.placement)
     loop = make_loop(args.loop)
     result = {}
 

@@ -46,6 +46,35 @@ def test_workload_runs_on_ferroloop(name):
     assert result["ops"] > 0
 
 
+def test_a_placement_pins_the_server_and_its_load_client():
+    import os
+
+    if not LOADGEN.exists():
+        pytest.skip("the load client is not built (make loadgen)")
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("the two-core placement needs CPUs 0 and 1")
+    script = (
+        "import os, sys; sys.argv[1:] = ['--loop', 'ferroloop', '--workload',"
+        " 'UDP ping-pong 64 B', '--size', '200', '--placement', 'two cores'];"
+        " import worker, workloads.placement as pl; worker.main();"
+        " print(sorted(os.sched_getaffinity(0)), pl.client_argv(['true']))"
+    )
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=BENCHMARKS,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
+    assert json.loads(out[0])["ops"] > 0
+    assert out[1] == "[0] ['taskset', '-c', '1', 'true']"
+
+
 def test_instruction_counts_run_and_subtract_start_up():
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed (make bench-instructions installs it)")

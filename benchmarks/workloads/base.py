@@ -19,5 +19,8 @@ class Workload:
     metric: str = "time"
     # Loops that lack the feature the workload needs, with the reason.
     unsupported: dict[str, str] | None = None
-    # The same load against the pure-Rust mio echo server: the ceiling, in operations per second.
-    ceiling: Callable[[int], float] | None = None
+    # The same load against the pure-Rust mio echo server: the ceiling, in operations per second,
+    # given the size and the placement (see placement.py; None: unpinned).
+    ceiling: Callable[[int, str | None], float] | None = None
+    # The load comes from a client process of its own: measured in each of placement.PLACEMENTS.
+    placed: bool = False

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .base import Workload
+from .placement import PLACEMENTS, client_argv, on_cpus
 
 LOADGEN = (
     Path(__file__).resolve().parents[1] / "loadgen" / "target" / "release" / "ferroloop-loadgen"
@@ -40,7 +41,7 @@ def _result(mode: str, out: bytes) -> int:
 
 async def _load(mode: str, port: int, size: int, amount: int) -> int:
     proc = await asyncio.create_subprocess_exec(
-        *_client_args(mode, port, size, amount), stdout=asyncio.subprocess.PIPE
+        *client_argv(_client_args(mode, port, size, amount)), stdout=asyncio.subprocess.PIPE
     )
     out, _ = await proc.communicate()
     if proc.returncode != 0:
@@ -57,15 +58,21 @@ async def _serve_and_load(server, size: int, amount: int, mode: str = "tcp") -> 
 
 
 def _mio_ceiling(mode: str, size: int):
-    """The same client against loadgen's pure-Rust echo server, in operations per second."""
+    """The same client against loadgen's pure-Rust echo server, in operations per second, with the
+    two placed as the row's placement says (unpinned if None)."""
 
-    def measure(amount: int) -> float:
-        server = subprocess.Popen([str(LOADGEN), "serve", "127.0.0.1:0"], stdout=subprocess.PIPE)
+    def measure(amount: int, placement: str | None) -> float:
+        server_cpus, client_cpus = PLACEMENTS[placement] if placement else (None, None)
+        server = subprocess.Popen(
+            on_cpus(server_cpus, [str(LOADGEN), "serve", "127.0.0.1:0"]), stdout=subprocess.PIPE
+        )
         try:
             port = json.loads(server.stdout.readline())["port"]
             start = time.perf_counter()
             out = subprocess.run(
-                _client_args(mode, port, size, amount), capture_output=True, check=True
+                on_cpus(client_cpus, _client_args(mode, port, size, amount)),
+                capture_output=True,
+                check=True,
             ).stdout
             return _result(mode, out) / (time.perf_counter() - start)
         finally:
@@ -162,11 +169,15 @@ async def _http_hello(duration_ms: int, ssl=None) -> int:
     scheme = "https" if ssl is not None else "http"
     try:
         proc = await asyncio.create_subprocess_exec(
-            wrk,
-            "-t1",
-            "-c16",
-            f"-d{max(1, round(duration_ms / 1000))}s",
-            f"{scheme}://127.0.0.1:{port}/",
+            *client_argv(
+                [
+                    wrk,
+                    "-t1",
+                    "-c16",
+                    f"-d{max(1, round(duration_ms / 1000))}s",
+                    f"{scheme}://127.0.0.1:{port}/",
+                ]
+            ),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
@@ -189,7 +200,13 @@ def _protocol(factory, size: int, ssl=None, mode: str = "tcp"):
 
 def _echo(body, size: int) -> Workload:
     return Workload(
-        body, 1500, 400, "round trip", smoke_size=200, ceiling=_mio_ceiling("tcp", size)
+        body,
+        1500,
+        400,
+        "round trip",
+        smoke_size=200,
+        ceiling=_mio_ceiling("tcp", size),
+        placed=True,
     )
 
 
@@ -214,12 +231,15 @@ WORKLOADS = {
         "MiB",
         smoke_size=4,
         ceiling=_mio_ceiling("bulk", 0),
+        placed=True,
         unsupported={
             "rloop": "rloop 0.5.0 never finished this echo (hung until killed, 2026-11-25)"
         },
     ),
-    "UDP ping-pong 64 B": Workload(_udp_ping_pong, 1500, 400, "round trip", smoke_size=200),
+    "UDP ping-pong 64 B": Workload(
+        _udp_ping_pong, 1500, 400, "round trip", smoke_size=200, placed=True
+    ),
     "HTTP/1.1 keep-alive hello (wrk)": Workload(
-        _http_hello, 2000, 1000, "request", smoke_size=1000
+        _http_hello, 2000, 1000, "request", smoke_size=1000, placed=True
     ),
 }

@@ -25,7 +25,7 @@ def _server_context() -> ssl.SSLContext:
 
 def _tls_echo(size: int) -> Workload:
     body = _protocol(_EchoProtocol, size, ssl=_server_context, mode="tls")
-    return Workload(body, 1500, 400, "round trip", smoke_size=200, unsupported=_NO_TLS)
+    return Workload(body, 1500, 400, "round trip", smoke_size=200, unsupported=_NO_TLS, placed=True)
 
 
 async def _https_hello(duration_ms: int) -> int:
@@ -36,6 +36,6 @@ WORKLOADS = {
     "TLS echo 1 KiB, Protocol": _tls_echo(1024),
     "TLS echo 100 KiB, Protocol": _tls_echo(100 * 1024),
     "HTTPS/1.1 keep-alive hello (wrk)": Workload(
-        _https_hello, 2000, 1000, "request", smoke_size=1000, unsupported=_NO_TLS
+        _https_hello, 2000, 1000, "request", smoke_size=1000, unsupported=_NO_TLS, placed=True
     ),
 }
