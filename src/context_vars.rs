@@ -13,15 +13,15 @@
 //!
 //! Neither reading a Context's mapping nor giving a new Context one has a C API, so this reads
 //! and writes the `ctx_vars` field of CPython's `PyContext` struct, whose layout has been the same
-//! from 3.7 to 3.14. `layout` checks it once against the public API before anything relies
-//! on it; where the check fails, handles copy the Context as asyncio does.
+//! from 3.9 (and earlier) to 3.14. `layout` checks it once against the public API before anything
+//! relies on it; where the check fails, handles copy the Context as asyncio does.
 //!
-//! A callback that runs on held variables needs a Context to run in. When nothing but the loop holds
-//! its handle, nothing can see that Context after the call unless the callback kept a reference to
-//! it (a `ContextVar.set` token does). So the loop keeps one spare Context (`run_context`,
-//! `release`), gives it the variables for the call and the empty mapping after it, and makes
-//! a new one only when the spare was kept by someone. The variables are released when the call
-//! ends, as asyncio's copy would release them.
+//! A callback that runs on held variables needs a Context to run in. When nothing but the loop
+//! holds its handle, nothing can see that Context after the call unless the callback kept a
+//! reference to it (a `ContextVar.set` token does). So the loop keeps one spare Context
+//! (`run_context`, `release`), gives it the variables for the call and the empty mapping after it,
+//! and makes a new one only when the spare was kept by someone. The variables are released when
+//! the call ends, as asyncio's copy would release them.
 
 use std::ffi::CStr;
 use std::ptr;
@@ -32,7 +32,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-/// CPython's `PyContext` (Include/internal/pycore_context.h, the same from 3.7.1 to 3.14).
+/// CPython's `PyContext` (Include/internal/pycore_context.h, the same from 3.9 to 3.14).
 #[repr(C)]
 struct ContextHead {
     ob_base: ffi::PyObject,
