@@ -201,13 +201,16 @@ pub(crate) fn make_context(py: Python<'_>, vars: &Py<PyAny>) -> PyResult<Py<PyAn
 }
 
 /// The spare Context (a reference of its own), holding the empty mapping; null when there is none.
+/// Reached only with the GIL held (the module is `gil_used`, see `gil.rs`), so plain loads and
+/// stores suffice: a locked swap would cost some 20 cycles for nothing.
 static SPARE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
 /// A Context holding `vars` for one callback to run in, to be handed to `release` once it has run:
 /// to the callback, the copy asyncio would have made when scheduling.
 pub(crate) fn run_context(py: Python<'_>, vars: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
     layout_for(py, &vars)?;
-    let spare = SPARE.swap(ptr::null_mut(), Ordering::AcqRel);
+    let spare = SPARE.load(Ordering::Relaxed);
+    SPARE.store(ptr::null_mut(), Ordering::Relaxed);
     if spare.is_null() {
         // SAFETY: the layout check passed and `vars` is a live mapping of the type it found.
         return unsafe { context_with(py, vars.as_ptr()) }.map(|ctx| ctx.into_bound(py));
@@ -241,11 +244,10 @@ pub(crate) fn release(context: Bound<'_, PyAny>) {
         ffi::Py_INCREF(empty);
         std::mem::replace(&mut (*ctx.cast::<ContextHead>()).ctx_vars, empty)
     };
-    if SPARE
-        .compare_exchange(ptr::null_mut(), ctx, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        // SAFETY: our reference to a live object.
+    if SPARE.load(Ordering::Relaxed).is_null() {
+        SPARE.store(ctx, Ordering::Relaxed);
+    } else {
+        // A nested run made a spare of its own meanwhile. SAFETY: our reference to a live object.
         unsafe { ffi::Py_DECREF(ctx) };
     }
     // Last: releasing the variables may run any Python code, which may use the spare.

@@ -318,7 +318,9 @@ impl Handle {
         // Made, if need be, outside any borrow of the handle: making a Context may allocate.
         // Held variables get a Context that nobody else can see once the call is over.
         let (context, released) = match taken_context {
-            Some(vars) if this.context_is_vars.swap(false, Ordering::Relaxed) => {
+            // Load and store, not a locked swap: the flag is only reached with the GIL held.
+            Some(vars) if this.context_is_vars.load(Ordering::Relaxed) => {
+                this.context_is_vars.store(false, Ordering::Relaxed);
                 (context_vars::run_context(py, vars)?, true)
             }
             Some(ctx) => (ctx.into_bound(py), false),
