@@ -57,6 +57,34 @@ def test_ipv4_datagrams_carry_the_sender_address(loop):
     assert loop.run_until_complete(main()) == (b"ping", True, tuple, b"pong", True)
 
 
+def test_replies_reach_each_sender_whatever_came_in_between(loop):
+    # ferroloop remembers the kernel form of the last sender's address for a reply to it; a reply
+    # to an earlier sender, or to an equal tuple made anew, must go where the tuple says.
+    async def main():
+        peers = [_peer(socket.AF_INET, ("127.0.0.1", 0)) for _ in range(3)]
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        here = transport.get_extra_info("sockname")
+        addrs = []
+        for i, peer in enumerate(peers):
+            await loop.sock_sendto(peer, b"from %d" % i, here)
+            data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
+            addrs.append(addr)
+        transport.sendto(b"to 0", addrs[0])
+        transport.sendto(b"to 2", addrs[2])
+        transport.sendto(b"to 1", ("127.0.0.1", addrs[1][1]))
+        replies = [(await loop.sock_recvfrom(peer, 100))[0] for peer in peers]
+        own = [addr == peer.getsockname() for addr, peer in zip(addrs, peers)]
+        transport.close()
+        await proto.lost
+        for peer in peers:
+            peer.close()
+        return replies, own
+
+    assert loop.run_until_complete(main()) == ([b"to 0", b"to 1", b"to 2"], [True] * 3)
+
+
 def test_ipv6_addresses_are_four_tuples(loop):
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")

@@ -32,6 +32,17 @@ struct DatagramState {
     buffer: VecDeque<Queued>,
     /// asyncio's `_buffer_size`: what `get_write_buffer_size()` reports.
     buffer_size: usize,
+    /// The address the last datagram came from, as handed to `datagram_received`, with its
+    /// kernel form: a reply goes to that very object, which then needs no parsing.
+    last_sender: Option<Sender>,
+}
+
+/// A received IPv4 or IPv6 address: the tuple given to the protocol, and the socket address the
+/// kernel reported, which is what parsing the tuple back would give.
+struct Sender {
+    addr: Py<PyAny>,
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -96,7 +107,18 @@ impl DatagramSocket {
             Some(addr) => addr.clone(),
             None => py.None().into_bound(py),
         };
-        match sockaddr::from_python(self.family, &addr) {
+        let last_sender = self
+            .state
+            .borrow(py)
+            .last_sender
+            .as_ref()
+            .and_then(|sender| {
+                sender
+                    .addr
+                    .is(&addr)
+                    .then_some((sender.storage, sender.len))
+            });
+        match last_sender.or_else(|| sockaddr::from_python(self.family, &addr)) {
             Some((storage, len)) => socket_call(py, || sys::send_to(fd, data, &storage, len)),
             None => sort_python_error(
                 py,
@@ -152,6 +174,7 @@ impl DatagramSocket {
             state: GilCell::new(DatagramState {
                 buffer: VecDeque::new(),
                 buffer_size: 0,
+                last_sender: None,
             }),
         })
     }
@@ -181,8 +204,18 @@ impl DatagramSocket {
                 self.base
                     .fatal_error(py, err, "Fatal read error on datagram transport")
             }
-            Io::Done((data, addr, len)) => {
-                let addr = sockaddr::to_python(py, &addr, len)?;
+            Io::Done((data, storage, len)) => {
+                let addr = sockaddr::to_python(py, &storage, len)?;
+                let sender = matches!(i32::from(storage.ss_family), libc::AF_INET | libc::AF_INET6)
+                    .then(|| Sender {
+                        addr: addr.clone().unbind(),
+                        storage,
+                        len,
+                    });
+                // Swapped out before the old one is dropped: dropping may run Python code.
+                let previous =
+                    std::mem::replace(&mut self.state.borrow_mut(py).last_sender, sender);
+                drop(previous);
                 protocol.call_method1(intern!(py, "datagram_received"), (data, addr))?;
                 Ok(())
             }

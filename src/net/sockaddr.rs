@@ -40,6 +40,31 @@ fn numeric_host(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> PyRes
         .into_owned())
 }
 
+/// An IPv4 address in dotted decimal, as getnameinfo writes it, and its length. Written by hand:
+/// `Ipv4Addr::to_string` goes through the formatting machinery and a String, about 1,100
+/// instructions of the 6,100 a UDP echo server spent per datagram (callgrind).
+fn dotted_quad(octets: [u8; 4]) -> ([u8; 15], usize) {
+    let mut out = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            out[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            out[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        out[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    (out, len)
+}
+
 /// The Python form of a received address: `(host, port)` for IPv4, `(host, port, flowinfo,
 /// scope_id)` for IPv6, a path (str, or bytes in Linux's abstract namespace) for Unix sockets,
 /// None when the datagram came without one.
@@ -55,9 +80,10 @@ pub fn to_python<'py>(
         libc::AF_INET => {
             // SAFETY: the family says storage holds a sockaddr_in.
             let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            // Dotted decimal, as getnameinfo writes an IPv4 host (without its sprintf).
-            let host = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).to_string();
-            Ok((host, u16::from_be(sin.sin_port))
+            let (host, host_len) = dotted_quad(u32::from_be(sin.sin_addr.s_addr).to_be_bytes());
+            // SAFETY: dotted_quad writes ASCII digits and dots only.
+            let host = unsafe { std::str::from_utf8_unchecked(&host[..host_len]) };
+            Ok((PyString::new(py, host), u16::from_be(sin.sin_port))
                 .into_pyobject(py)?
                 .into_any())
         }
@@ -168,6 +194,22 @@ pub fn from_python(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_quads_are_written_as_ipv4addr_displays_them() {
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [127, 0, 0, 1],
+            [10, 9, 99, 100],
+        ]
+        .into_iter()
+        .chain((0..=255u8).map(|b| [b, b.wrapping_mul(7), 255 - b, b / 3]))
+        {
+            let (out, len) = dotted_quad(octets);
+            assert_eq!(&out[..len], Ipv4Addr::from(octets).to_string().as_bytes());
+        }
+    }
 
     fn v4(ip: [u8; 4], port: u16) -> (libc::sockaddr_storage, libc::socklen_t) {
         // SAFETY: an all-zero sockaddr_storage is valid, and large enough for a sockaddr_in.
