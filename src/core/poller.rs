@@ -6,13 +6,13 @@
 //! waker. (Edge-triggered registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to
 //! behave this way: one syscall per event, which level-triggered epoll does not need.)
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
+use rustc_hash::FxHashMap;
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
@@ -76,7 +76,7 @@ impl SignalPipe {
 pub struct Interests {
     /// mio's handle on the epoll instance; registrations go through its fd.
     registry: Registry,
-    watched: HashMap<RawFd, (bool, bool)>,
+    watched: FxHashMap<RawFd, (bool, bool)>,
 }
 
 /// Wakes a blocked poll from any thread, with at most one write per sleep.
@@ -98,7 +98,7 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
         },
         Interests {
             registry,
-            watched: HashMap::new(),
+            watched: FxHashMap::default(),
         },
         LoopWaker {
             waker,
