@@ -10,7 +10,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test loadgen wrk services py-test conformance bench-install bench bench-quick bench-instructions clean
+.PHONY: demo test build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,15 @@ LOADGEN := benchmarks/loadgen/target/release/ferroloop-loadgen
 loadgen:
 	cargo build -q --release --manifest-path benchmarks/loadgen/Cargo.toml
 
-# Servers the integration tests start for themselves: redis-server from Debian's packages
-# (PostgreSQL is on the machine already). Without it, tests/test_redis.py skips and says why.
+# What the tests start for themselves, from Debian's packages: redis-server for
+# tests/test_redis.py (PostgreSQL is on the machine already), wrk for the HTTP rows' smoke runs
+# in tests/test_benchmarks_smoke.py. Without one, its tests skip and say why.
 services:
-	command -v redis-server >/dev/null || apt-get install -y -qq redis-server >/dev/null \
-		|| (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) \
-		|| echo "redis-server could not be installed: tests/test_redis.py will skip"
+	for pkg in redis-server wrk; do \
+		command -v $$pkg >/dev/null || apt-get install -y -qq $$pkg >/dev/null \
+			|| (apt-get update -qq && apt-get install -y -qq $$pkg >/dev/null) \
+			|| echo "$$pkg could not be installed: the tests that need it will skip"; \
+	done
 
 py-test: build loadgen services
 	$(BIN)/pytest -q tests
@@ -75,11 +78,7 @@ bench-install: $(BENCH_BIN)/.ready
 	$(BENCH_BIN)/maturin build -q --release -i $(BENCH_BIN)/python -o target/wheels
 	$(BENCH_BIN)/pip install -q --force-reinstall --no-deps target/wheels/*.whl
 
-# wrk loads the HTTP row; it comes from Debian's packages.
-wrk:
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-
-bench: bench-install loadgen wrk
+bench: bench-install loadgen services
 	$(BENCH_BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: BENCH_ARGS = --quick
