@@ -24,7 +24,7 @@ def test_workload_runs_on_ferroloop(name):
     if name.startswith(("TCP", "UDP", "TLS")) and not LOADGEN.exists():
         pytest.skip("the load client is not built (make loadgen)")
     if "wrk" in name and shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (make test and make bench install it from Debian's packages)")
+        pytest.skip("wrk is not installed (make test and make bench install it)")
     out = subprocess.run(
         [
             sys.executable,
