@@ -38,7 +38,8 @@ struct DatagramState {
 }
 
 /// A received IPv4 or IPv6 address: the tuple given to the protocol, and the socket address the
-/// kernel reported, which is what parsing the tuple back would give.
+/// kernel reported, which is where that tuple sends to once parsed (by `sockaddr::from_python`,
+/// or for a scoped IPv6 host by the socket module).
 struct Sender {
     addr: Py<PyAny>,
     storage: libc::sockaddr_storage,
