@@ -208,13 +208,12 @@ static SPARE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 /// A Context holding `vars` for one callback to run in, to be handed to `release` once it has run:
 /// to the callback, the copy asyncio would have made when scheduling.
 pub(crate) fn run_context(py: Python<'_>, vars: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
-    layout_for(py, &vars)?;
     let spare = SPARE.load(Ordering::Relaxed);
-    SPARE.store(ptr::null_mut(), Ordering::Relaxed);
     if spare.is_null() {
-        // SAFETY: the layout check passed and `vars` is a live mapping of the type it found.
-        return unsafe { context_with(py, vars.as_ptr()) }.map(|ctx| ctx.into_bound(py));
+        return make_context(py, &vars).map(|ctx| ctx.into_bound(py));
     }
+    layout_for(py, &vars)?;
+    SPARE.store(ptr::null_mut(), Ordering::Relaxed);
     // SAFETY: the spare is a Context of the checked layout that only SPARE referred to, not
     // entered; its mapping is swapped for `vars`, whose reference it takes over.
     unsafe {
