@@ -5,9 +5,9 @@
 //! PyO3 needs `Sync` pyclasses; the GIL is what makes these accesses exclusive, which is why the
 //! module declares `gil_used`: a free-threaded interpreter keeps the GIL on while ferroloop is loaded.
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Ref, RefCell, RefMut, UnsafeCell};
 
-use pyo3::Python;
+use pyo3::{Py, Python};
 
 pub struct GilCell<T>(RefCell<T>);
 
@@ -36,5 +36,57 @@ impl<T> GilCell<T> {
     /// it is not being mutated.
     pub fn try_borrow_for_gc(&self) -> Option<Ref<'_, T>> {
         self.0.try_borrow().ok()
+    }
+}
+
+/// One optional reference, guarded by the GIL like `GilCell`, without a borrow flag: it is only
+/// ever read as a new reference or replaced whole, so no borrow of it is ever live. A handle holds
+/// four of these, and the flag it saves on each keeps the handle in a smaller allocation class.
+pub struct GilSlot<T>(UnsafeCell<Option<Py<T>>>);
+
+// SAFETY: the slot is only reached through methods that take a `Python` token (or, for the
+// collector, run with the GIL held); the module is `gil_used`, so these never overlap.
+unsafe impl<T> Sync for GilSlot<T> {}
+
+impl<T> GilSlot<T> {
+    pub fn new(value: Option<Py<T>>) -> Self {
+        GilSlot(UnsafeCell::new(value))
+    }
+
+    /// A new reference to what the slot holds. Taking a reference runs no Python code, so nothing
+    /// can replace the value while it is read.
+    #[inline]
+    pub fn get(&self, py: Python<'_>) -> Option<Py<T>> {
+        // SAFETY: GIL held (the token); no reference into the slot outlives this call.
+        unsafe { (*self.0.get()).as_ref().map(|v| v.clone_ref(py)) }
+    }
+
+    /// Puts `value` in the slot and gives back what it held, for the caller to drop once the
+    /// slot is consistent again: a destructor may run Python code that reaches this slot.
+    #[inline]
+    pub fn replace(&self, _py: Python<'_>, value: Option<Py<T>>) -> Option<Py<T>> {
+        // SAFETY: GIL held (the token); the swap runs no Python code.
+        unsafe { std::mem::replace(&mut *self.0.get(), value) }
+    }
+
+    #[inline]
+    pub fn take(&self, py: Python<'_>) -> Option<Py<T>> {
+        self.replace(py, None)
+    }
+
+    /// For `__traverse__`, which gets no `Python` token but runs with the GIL held and calls no
+    /// Python code while it looks.
+    ///
+    /// # Safety
+    /// The GIL must be held, and the slot must not be replaced while the reference is alive.
+    #[inline]
+    pub unsafe fn peek(&self) -> Option<&Py<T>> {
+        // SAFETY: as the caller promises.
+        unsafe { (*self.0.get()).as_ref() }
+    }
+
+    /// For `Drop`, which holds the object exclusively: what the slot held, leaving it empty.
+    pub fn take_exclusive(&mut self) -> Option<Py<T>> {
+        self.0.get_mut().take()
     }
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import math
 import threading
@@ -381,6 +382,31 @@ def test_fired_timer_in_a_reference_cycle_is_collected(loop):
     assert ref() is None
 
 
+def test_a_handle_cancelled_after_debug_was_turned_on_keeps_its_repr(loop):
+    h = loop.call_soon(print, "x")
+    assert h._source_traceback is None and h._repr is None
+    loop.set_debug(True)
+    h.cancel()
+    assert h._repr == "<Handle cancelled print('x')>" == repr(h)
+    assert h._source_traceback is None
+    assert h._loop is loop
+    run_turns(loop)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda lp: lp.call_soon(print), lambda lp: lp.call_later(1, print)]
+)
+def test_a_handle_takes_no_more_memory_than_asyncios(make):
+    import sys
+
+    asyncio_loop, loop = asyncio.new_event_loop(), ferroloop.new_event_loop()
+    try:
+        assert sys.getsizeof(make(loop)) < sys.getsizeof(make(asyncio_loop))
+    finally:
+        asyncio_loop.close()
+        loop.close()
+
+
 def test_handles_support_weakrefs(loop):
     import weakref
 
@@ -476,10 +502,12 @@ def test_a_handle_held_elsewhere_keeps_its_stopped_loop(loop_factory):
 
 # The task below never runs: its coroutine is closed unstarted when the loop is collected.
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
-def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory):
+@pytest.mark.parametrize("debug", [False, True])
+def test_dropped_unclosed_loop_with_queued_callbacks_is_collected(loop_factory, debug):
     import weakref
 
     loop = loop_factory()
+    loop.set_debug(debug)  # debug mode: each handle also records where it was made
 
     async def pending():
         pass
@@ -551,16 +579,20 @@ def test_a_token_may_outlive_the_callback_that_set_it(loop):
     assert values == [0] * 100
 
 
-def test_a_queued_handle_lists_its_referents(loop):
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_queued_handle_lists_its_referents(loop, debug):
     import gc
 
     def callback(arg):
         pass
 
+    loop.set_debug(debug)
     handle = loop.call_soon(callback, "arg")
     referents = gc.get_referents(handle)
     # asyncio's Handle lists its slots; ferroloop's lists the same objects.
     assert callback in referents and loop in referents
+    if debug:
+        assert handle._source_traceback in referents
     assert any(type(r).__name__ == "Context" for r in referents)
     assert "arg" in referents or ("arg",) in referents
     handle.cancel()
