@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -62,6 +63,7 @@ def main() -> None:
     result = {}
 
     async def timed():
+        gc.collect()
         baseline = current_rss_kib()
         cpu0, t0 = time.process_time(), time.perf_counter()
         ops = await workload.body(args.size)
