@@ -73,14 +73,14 @@ pub(crate) use {meth_noargs_entry, meth_o_entry};
 pub fn method_descriptor(
     cls: &Bound<'_, PyType>,
     name: &'static CStr,
-    meth: ffi::PyCFunction,
+    meth: ffi::PyMethodDefPointer,
     flags: std::os::raw::c_int,
     doc: &'static CStr,
 ) -> PyResult<Py<PyAny>> {
     // The method table must outlive the class; the Python modules make each descriptor once.
     let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: name.as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: meth },
+        ml_meth: meth,
         ml_flags: flags,
         ml_doc: doc.as_ptr(),
     }));

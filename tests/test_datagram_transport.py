@@ -216,6 +216,47 @@ def test_sendto_misuse_and_what_the_transport_is(loop):
     )
 
 
+def test_sendto_takes_its_arguments_as_a_python_method_does(loop):
+    async def main():
+        peer = _peer(socket.AF_INET, ("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        there = peer.getsockname()
+        transport.sendto(b"1", addr=there)
+        transport.sendto(data=b"2", addr=there)
+        transport.sendto(b"3", there)
+        received = [(await loop.sock_recvfrom(peer, 100))[0] for _ in range(3)]
+        errors = []
+        for args, kwargs in [
+            ((), {}),
+            ((b"x", there, None), {}),
+            ((b"x",), {"address": there}),
+            ((b"x", there), {"addr": there}),
+            ((), {"addr": there}),
+        ]:
+            with pytest.raises(TypeError) as info:
+                transport.sendto(*args, **kwargs)
+            # The class name differs (asyncio's is _SelectorDatagramTransport): what follows it
+            # is CPython's message for a Python method `sendto(self, data, addr=None)`.
+            errors.append(str(info.value).partition(".sendto() ")[2])
+        transport.close()
+        await proto.lost
+        peer.close()
+        return received, errors
+
+    assert loop.run_until_complete(main()) == (
+        [b"1", b"2", b"3"],
+        [
+            "missing 1 required positional argument: 'data'",
+            "takes from 2 to 3 positional arguments but 4 were given",
+            "got an unexpected keyword argument 'address'",
+            "got multiple values for argument 'addr'",
+            "missing 1 required positional argument: 'data'",
+        ],
+    )
+
+
 def test_ferroloop_datagram_transport_is_a_datagram_transport():
     # CPython 3.11's own is a plain Transport; ferroloop's is both, as the asyncio docs describe.
     import ferroloop

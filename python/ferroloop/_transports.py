@@ -19,7 +19,14 @@ import socket
 import warnings
 from asyncio import base_events, constants, futures, transports, trsock, unix_events
 
-from ._ferroloop import DatagramSocket, SocketStream, pipe_read_ready_method, pipe_write_methods
+from ._ferroloop import (
+    DatagramSocket,
+    SocketStream,
+    datagram_sendto_method,
+    pipe_read_ready_method,
+    pipe_write_methods,
+    socket_transport_methods,
+)
 
 logger = logging.getLogger("asyncio")
 
@@ -193,11 +200,7 @@ class SocketTransport(_NativeTransport):
         base_events._set_nodelay(sock)
         self._start(loop, sock, protocol, waiter)
 
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
+    # write and writelines are native method descriptors (below): they run per message.
 
     def write_eof(self):
         self._core.write_eof()
@@ -234,8 +237,12 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
         )
         self._start(loop, sock, protocol, waiter)
 
-    def sendto(self, data, addr=None):
-        self._core.sendto(data, addr)
+    # sendto is a native method descriptor (below): it runs per datagram.
+
+
+# What runs per message is native, with no Python frame in front of the core's work.
+SocketTransport.write, SocketTransport.writelines = socket_transport_methods(SocketTransport)
+DatagramTransport.sendto = datagram_sendto_method(DatagramTransport)
 
 
 class ReadPipeTransport(unix_events._UnixReadPipeTransport):

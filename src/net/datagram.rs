@@ -142,6 +142,58 @@ impl DatagramSocket {
         self.base
             .fatal_error(py, err, "Fatal write error on datagram transport")
     }
+
+    /// `sendto(data, addr=None)`, for `DatagramTransport.sendto` (see `transport_methods`).
+    pub(crate) fn sendto(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        check_bytes_like(data)?;
+        let view = ByteView::readable(data)?;
+        let bytes = view.as_slice();
+        if bytes.is_empty() && !this.sends_empty {
+            return Ok(());
+        }
+        let mut addr = addr;
+        if let Some(address) = &this.address {
+            let address = address.bind(py);
+            if let Some(given) = &addr {
+                if !given.eq(address)? {
+                    return Err(PyValueError::new_err(format!(
+                        "Invalid address: must be None or {}",
+                        address.str()?
+                    )));
+                }
+            }
+            addr = Some(address.clone());
+            if this.base.drop_write_after_loss(py)? {
+                return Ok(());
+            }
+        }
+        if this.state.borrow(py).buffer.is_empty() {
+            match this.send_one(py, bytes, addr.as_ref()) {
+                Io::Done(_) => return Ok(()),
+                Io::WouldBlock => {
+                    this.base
+                        .start_watching(slf.as_any(), intern!(py, "_sendto_ready"), false)?;
+                }
+                Io::Failed(err) => return this.send_failed(py, err),
+            }
+        }
+        {
+            // What is queued must not change under us: a bytes copy, as asyncio makes.
+            let mut st = this.state.borrow_mut(py);
+            st.buffer.push_back(Queued {
+                data: PyBytes::new(py, bytes).unbind(),
+                addr: addr.map(Bound::unbind),
+            });
+            st.buffer_size += bytes.len() + this.header_size;
+        }
+        this.base.maybe_pause(py, this.buffered_size(py))
+    }
 }
 
 #[pymethods]
@@ -221,58 +273,6 @@ impl DatagramSocket {
                 Ok(())
             }
         }
-    }
-
-    #[pyo3(signature = (data, addr=None))]
-    fn sendto(
-        slf: &Bound<'_, Self>,
-        data: &Bound<'_, PyAny>,
-        addr: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        check_bytes_like(data)?;
-        let view = ByteView::readable(data)?;
-        let bytes = view.as_slice();
-        if bytes.is_empty() && !this.sends_empty {
-            return Ok(());
-        }
-        let mut addr = addr;
-        if let Some(address) = &this.address {
-            let address = address.bind(py);
-            if let Some(given) = &addr {
-                if !given.eq(address)? {
-                    return Err(PyValueError::new_err(format!(
-                        "Invalid address: must be None or {}",
-                        address.str()?
-                    )));
-                }
-            }
-            addr = Some(address.clone());
-            if this.base.drop_write_after_loss(py)? {
-                return Ok(());
-            }
-        }
-        if this.state.borrow(py).buffer.is_empty() {
-            match this.send_one(py, bytes, addr.as_ref()) {
-                Io::Done(_) => return Ok(()),
-                Io::WouldBlock => {
-                    this.base
-                        .start_watching(slf.as_any(), intern!(py, "_sendto_ready"), false)?;
-                }
-                Io::Failed(err) => return this.send_failed(py, err),
-            }
-        }
-        {
-            // What is queued must not change under us: a bytes copy, as asyncio makes.
-            let mut st = this.state.borrow_mut(py);
-            st.buffer.push_back(Queued {
-                data: PyBytes::new(py, bytes).unbind(),
-                addr: addr.map(Bound::unbind),
-            });
-            st.buffer_size += bytes.len() + this.header_size;
-        }
-        this.base.maybe_pause(py, this.buffered_size(py))
     }
 
     /// The writer callback (`_sendto_ready`): sends the queue until the socket refuses.

@@ -10,8 +10,10 @@ mod pipe;
 mod sockaddr;
 mod stream;
 mod sys;
+mod transport_methods;
 
 pub use calls::{is_exit, LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_READ};
 pub use datagram::DatagramSocket;
 pub use pipe::{pipe_read_ready_method, pipe_write_methods};
 pub use stream::SocketStream;
+pub use transport_methods::{datagram_sendto_method, socket_transport_methods};

@@ -201,7 +201,9 @@ pub fn pipe_read_ready_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
     method_descriptor(
         cls,
         c"_read_ready",
-        read_ready_noargs,
+        ffi::PyMethodDefPointer {
+            PyCFunction: read_ready_noargs,
+        },
         ffi::METH_NOARGS,
         c"The pipe is readable: one read, handed to the protocol.",
     )
@@ -215,14 +217,18 @@ pub fn pipe_write_methods(cls: &Bound<'_, PyType>) -> PyResult<(Py<PyAny>, Py<Py
         method_descriptor(
             cls,
             c"write",
-            write_o,
+            ffi::PyMethodDefPointer {
+                PyCFunction: write_o,
+            },
             ffi::METH_O,
             c"Write data to the pipe: at once if nothing is queued, the rest when it is writable.",
         )?,
         method_descriptor(
             cls,
             c"_write_ready",
-            write_ready_noargs,
+            ffi::PyMethodDefPointer {
+                PyCFunction: write_ready_noargs,
+            },
             ffi::METH_NOARGS,
             c"The pipe is writable: write as much of the buffer as it takes.",
         )?,

@@ -297,6 +297,38 @@ impl SocketStream {
         }
         Ok(())
     }
+
+    /// `write(data)`, for `SocketTransport.write` (see `transport_methods`).
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        check_bytes_like(data)?;
+        SocketStream::write_bytes(slf, ByteView::readable(data)?.as_slice())
+    }
+
+    /// `writelines(list_of_data)`: one vectored send of every chunk when nothing is queued
+    /// (asyncio 3.11 joins them first).
+    pub(crate) fn writelines(
+        slf: &Bound<'_, Self>,
+        list_of_data: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let views = SocketStream::chunk_views(list_of_data)?;
+        // From 3.12 on, writelines has checks and messages of its own.
+        let method = if py.version_info() >= (3, 12) {
+            "writelines"
+        } else {
+            "write"
+        };
+        slf.get().check_writable(py, method)?;
+        let chunks: Vec<&[u8]> = views
+            .iter()
+            .map(|v| v.as_slice())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        SocketStream::send_or_buffer(slf, &chunks)
+    }
 }
 
 #[pymethods]
@@ -389,33 +421,6 @@ impl SocketStream {
             sys::shutdown_write(fd).map_err(os_error)?;
         }
         Ok(())
-    }
-
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        check_bytes_like(data)?;
-        SocketStream::write_bytes(slf, ByteView::readable(data)?.as_slice())
-    }
-
-    /// One vectored send of every chunk when nothing is queued (asyncio 3.11 joins them first).
-    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let views = SocketStream::chunk_views(list_of_data)?;
-        // From 3.12 on, writelines has checks and messages of its own.
-        let method = if py.version_info() >= (3, 12) {
-            "writelines"
-        } else {
-            "write"
-        };
-        slf.get().check_writable(py, method)?;
-        let chunks: Vec<&[u8]> = views
-            .iter()
-            .map(|v| v.as_slice())
-            .filter(|c| !c.is_empty())
-            .collect();
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        SocketStream::send_or_buffer(slf, &chunks)
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {

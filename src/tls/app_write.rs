@@ -46,7 +46,9 @@ pub fn tls_write_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
     method_descriptor(
         cls,
         c"write",
-        write_o,
+        ffi::PyMethodDefPointer {
+            PyCFunction: write_o,
+        },
         ffi::METH_O,
         c"Write data to the transport: encrypted at once, sent as the stream allows.",
     )

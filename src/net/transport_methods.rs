@@ -1,0 +1,155 @@
+//! The methods protocols call per message, `SocketTransport.write`/`writelines` and
+//! `DatagramTransport.sendto`, as native method descriptors of those Python classes
+//! (`ferroloop._transports`). A Python method forwarding to the native core cost a Python frame
+//! per message; a descriptor costs CPython what a method of a built-in type does, and reaches
+//! the core through the transport's `_core` attribute.
+
+use std::ffi::CStr;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::PyClass;
+
+use super::{DatagramSocket, SocketStream};
+use crate::method_descriptor::{call_for_cpython, meth_o_entry, method_descriptor};
+
+/// The native core of a ferroloop transport (`transport._core`).
+fn core<'py, T: PyClass>(
+    py: Python<'py>,
+    transport: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, T>> {
+    Ok(transport.getattr(intern!(py, "_core"))?.cast_into::<T>()?)
+}
+
+fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    SocketStream::write(&core(py, transport)?, data)
+}
+
+fn writelines(
+    py: Python<'_>,
+    transport: &Bound<'_, PyAny>,
+    list_of_data: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    SocketStream::writelines(&core(py, transport)?, list_of_data)
+}
+
+meth_o_entry!(write_o, "SocketTransport.write", write);
+meth_o_entry!(writelines_o, "SocketTransport.writelines", writelines);
+
+/// The native `write` and `writelines`, as method descriptors of `cls` (`SocketTransport`).
+#[pyfunction]
+pub fn socket_transport_methods(cls: &Bound<'_, PyType>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    Ok((
+        method_descriptor(
+            cls,
+            c"write",
+            ffi::PyMethodDefPointer {
+                PyCFunction: write_o,
+            },
+            ffi::METH_O,
+            c"Write data to the transport: sent at once if nothing is queued, the rest as the \
+              socket takes it.",
+        )?,
+        method_descriptor(
+            cls,
+            c"writelines",
+            ffi::PyMethodDefPointer {
+                PyCFunction: writelines_o,
+            },
+            ffi::METH_O,
+            c"Write a list (or any iterable) of data to the transport, in one vectored send.",
+        )?,
+    ))
+}
+
+const SENDTO: &str = "DatagramTransport.sendto()";
+
+/// `sendto(data, addr=None)`'s arguments, with the errors CPython gives a Python method of that
+/// signature.
+///
+/// # Safety
+/// `args` holds `nargs` positional arguments followed by one per name in `kwnames` (None or a
+/// tuple of strings), all borrowed: METH_FASTCALL | METH_KEYWORDS's calling convention.
+unsafe fn sendto_arguments<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+    if nargs > 2 {
+        return Err(PyTypeError::new_err(format!(
+            "{SENDTO} takes from 2 to 3 positional arguments but {} were given",
+            nargs + 1
+        )));
+    }
+    let arg = |i: usize| Bound::from_borrowed_ptr(py, *args.add(i));
+    let mut slots = [None, None];
+    for (i, slot) in slots.iter_mut().enumerate().take(nargs) {
+        *slot = Some(arg(i));
+    }
+    if !kwnames.is_null() {
+        let names = Bound::from_borrowed_ptr(py, kwnames).cast_into::<PyTuple>()?;
+        for (k, name) in names.iter().enumerate() {
+            let name = name.cast_into::<PyString>()?;
+            let i = match name.to_str()? {
+                "data" => 0,
+                "addr" => 1,
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "{SENDTO} got an unexpected keyword argument '{other}'"
+                    )))
+                }
+            };
+            if slots[i].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{SENDTO} got multiple values for argument '{}'",
+                    name.to_str()?
+                )));
+            }
+            slots[i] = Some(arg(nargs + k));
+        }
+    }
+    let [data, addr] = slots;
+    let data = data.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{SENDTO} missing 1 required positional argument: 'data'"
+        ))
+    })?;
+    Ok((data, addr))
+}
+
+// SAFETY: CPython calls methods with the GIL held, passes `slf` checked against the descriptor's
+// class and the arguments by METH_FASTCALL | METH_KEYWORDS's convention.
+unsafe extern "C" fn sendto_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let py = Python::assume_attached();
+    let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+    call_for_cpython(py, "DatagramTransport.sendto", || {
+        let (data, addr) = sendto_arguments(py, args, nargs, kwnames)?;
+        let transport = Bound::from_borrowed_ptr(py, slf);
+        DatagramSocket::sendto(&core(py, &transport)?, &data, addr)
+    })
+}
+
+/// The native `sendto`, as a method descriptor of `cls` (`DatagramTransport`).
+#[pyfunction]
+pub fn datagram_sendto_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
+    const DOC: &CStr = c"Send data to addr (or to the connected peer): at once if nothing is \
+                         queued, else when the socket is writable.";
+    method_descriptor(
+        cls,
+        c"sendto",
+        ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: sendto_fastcall,
+        },
+        ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        DOC,
+    )
+}
