@@ -21,8 +21,21 @@ pub unsafe fn call_for_cpython(
     method: &str,
     body: impl FnOnce() -> PyResult<()>,
 ) -> *mut ffi::PyObject {
+    call_for_cpython_returning(py, method, || body().map(|()| py.None().into_bound(py)))
+}
+
+/// `call_for_cpython` for a method that returns an object: a new reference to it, or NULL with
+/// the exception set.
+///
+/// # Safety
+/// The GIL must be held (CPython calls methods with it held).
+pub unsafe fn call_for_cpython_returning<'py>(
+    py: Python<'py>,
+    method: &str,
+    body: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+) -> *mut ffi::PyObject {
     let err = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => return py.None().into_ptr(),
+        Ok(Ok(value)) => return value.into_ptr(),
         Ok(Err(err)) => err,
         Err(_) => PyRuntimeError::new_err(format!(
             "internal error in ferroloop's {method} (a Rust panic)"

@@ -23,6 +23,7 @@ from ._ferroloop import (
     DatagramSocket,
     SocketStream,
     datagram_sendto_method,
+    is_closing_method,
     pipe_read_ready_method,
     pipe_write_methods,
     socket_transport_methods,
@@ -100,9 +101,6 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
     @property
     def _protocol(self):
         return self._core.protocol
-
-    def is_closing(self):
-        return self._core.is_closing()
 
     def is_reading(self):
         return self._core.is_reading()
@@ -241,6 +239,7 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
 
 
 # What runs per message is native, with no Python frame in front of the core's work.
+_NativeTransport.is_closing = is_closing_method(_NativeTransport)
 SocketTransport.write, SocketTransport.writelines = socket_transport_methods(SocketTransport)
 DatagramTransport.sendto = datagram_sendto_method(DatagramTransport)
 

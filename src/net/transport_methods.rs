@@ -1,5 +1,6 @@
-//! The methods protocols call per message, `SocketTransport.write`/`writelines` and
-//! `DatagramTransport.sendto`, as native method descriptors of those Python classes
+//! The methods called per message, `SocketTransport.write`/`writelines`,
+//! `DatagramTransport.sendto` and both transports' `is_closing` (asyncio's `StreamWriter.drain`
+//! asks it before every wait), as native method descriptors of those Python classes
 //! (`ferroloop._transports`). A Python method forwarding to the native core cost a Python frame
 //! per message; a descriptor costs CPython what a method of a built-in type does, and reaches
 //! the core through the transport's `_core` attribute.
@@ -10,11 +11,14 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyString, PyTuple, PyType};
 use pyo3::PyClass;
 
+use super::base::NativeTransport;
 use super::{DatagramSocket, SocketStream};
-use crate::method_descriptor::{call_for_cpython, meth_o_entry, method_descriptor};
+use crate::method_descriptor::{
+    call_for_cpython, call_for_cpython_returning, meth_o_entry, method_descriptor,
+};
 
 /// The native core of a ferroloop transport (`transport._core`).
 fn core<'py, T: PyClass>(
@@ -151,5 +155,43 @@ pub fn datagram_sendto_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
         },
         ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         DOC,
+    )
+}
+
+/// `is_closing()`, for either kind of transport.
+fn is_closing(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let core = transport.getattr(intern!(py, "_core"))?;
+    if let Ok(stream) = core.cast::<SocketStream>() {
+        return Ok(stream.get().base().is_closing(py));
+    }
+    Ok(core.cast::<DatagramSocket>()?.get().base().is_closing(py))
+}
+
+// SAFETY: CPython calls methods with the GIL held and passes `slf` checked against the
+// descriptor's class.
+unsafe extern "C" fn is_closing_noargs(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let py = Python::assume_attached();
+    call_for_cpython_returning(py, "transport is_closing", || {
+        let transport = Bound::from_borrowed_ptr(py, slf);
+        Ok(PyBool::new(py, is_closing(py, &transport)?)
+            .to_owned()
+            .into_any())
+    })
+}
+
+/// The native `is_closing`, as a method descriptor of `cls` (the base of both transports).
+#[pyfunction]
+pub fn is_closing_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
+    method_descriptor(
+        cls,
+        c"is_closing",
+        ffi::PyMethodDefPointer {
+            PyCFunction: is_closing_noargs,
+        },
+        ffi::METH_NOARGS,
+        c"Return True if the transport is closing or closed.",
     )
 }
