@@ -103,3 +103,21 @@ pub fn method_descriptor(
     }
     .map(Bound::unbind)
 }
+
+/// `method_descriptor` for a `METH_O` or `METH_NOARGS` function (from `meth_o_entry` or
+/// `meth_noargs_entry`).
+pub fn cfunction_descriptor(
+    cls: &Bound<'_, PyType>,
+    name: &'static CStr,
+    meth: ffi::PyCFunction,
+    flags: std::os::raw::c_int,
+    doc: &'static CStr,
+) -> PyResult<Py<PyAny>> {
+    method_descriptor(
+        cls,
+        name,
+        ffi::PyMethodDefPointer { PyCFunction: meth },
+        flags,
+        doc,
+    )
+}

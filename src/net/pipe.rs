@@ -18,7 +18,7 @@ use pyo3::types::{PyByteArray, PyBytes, PySequence, PyType};
 use super::byte_view::ByteView;
 use super::calls::{is_exit, socket_call, with_read_buffer, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use super::sys;
-use crate::method_descriptor::{meth_noargs_entry, meth_o_entry, method_descriptor};
+use crate::method_descriptor::{cfunction_descriptor, meth_noargs_entry, meth_o_entry};
 use crate::pyobjects;
 
 /// `_UnixReadPipeTransport._read_ready`.
@@ -198,12 +198,10 @@ meth_noargs_entry!(
 /// subclass) to install as its `_read_ready`.
 #[pyfunction]
 pub fn pipe_read_ready_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
-    method_descriptor(
+    cfunction_descriptor(
         cls,
         c"_read_ready",
-        ffi::PyMethodDefPointer {
-            PyCFunction: read_ready_noargs,
-        },
+        read_ready_noargs,
         ffi::METH_NOARGS,
         c"The pipe is readable: one read, handed to the protocol.",
     )
@@ -214,21 +212,17 @@ pub fn pipe_read_ready_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
 #[pyfunction]
 pub fn pipe_write_methods(cls: &Bound<'_, PyType>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     Ok((
-        method_descriptor(
+        cfunction_descriptor(
             cls,
             c"write",
-            ffi::PyMethodDefPointer {
-                PyCFunction: write_o,
-            },
+            write_o,
             ffi::METH_O,
             c"Write data to the pipe: at once if nothing is queued, the rest when it is writable.",
         )?,
-        method_descriptor(
+        cfunction_descriptor(
             cls,
             c"_write_ready",
-            ffi::PyMethodDefPointer {
-                PyCFunction: write_ready_noargs,
-            },
+            write_ready_noargs,
             ffi::METH_NOARGS,
             c"The pipe is writable: write as much of the buffer as it takes.",
         )?,

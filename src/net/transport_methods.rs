@@ -17,7 +17,8 @@ use pyo3::PyClass;
 use super::base::NativeTransport;
 use super::{DatagramSocket, SocketStream};
 use crate::method_descriptor::{
-    call_for_cpython, call_for_cpython_returning, meth_o_entry, method_descriptor,
+    call_for_cpython, call_for_cpython_returning, cfunction_descriptor, meth_o_entry,
+    method_descriptor,
 };
 
 /// The native core of a ferroloop transport (`transport._core`).
@@ -47,22 +48,18 @@ meth_o_entry!(writelines_o, "SocketTransport.writelines", writelines);
 #[pyfunction]
 pub fn socket_transport_methods(cls: &Bound<'_, PyType>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     Ok((
-        method_descriptor(
+        cfunction_descriptor(
             cls,
             c"write",
-            ffi::PyMethodDefPointer {
-                PyCFunction: write_o,
-            },
+            write_o,
             ffi::METH_O,
             c"Write data to the transport: sent at once if nothing is queued, the rest as the \
               socket takes it.",
         )?,
-        method_descriptor(
+        cfunction_descriptor(
             cls,
             c"writelines",
-            ffi::PyMethodDefPointer {
-                PyCFunction: writelines_o,
-            },
+            writelines_o,
             ffi::METH_O,
             c"Write a list (or any iterable) of data to the transport, in one vectored send.",
         )?,
@@ -185,12 +182,10 @@ unsafe extern "C" fn is_closing_noargs(
 /// The native `is_closing`, as a method descriptor of `cls` (the base of both transports).
 #[pyfunction]
 pub fn is_closing_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
-    method_descriptor(
+    cfunction_descriptor(
         cls,
         c"is_closing",
-        ffi::PyMethodDefPointer {
-            PyCFunction: is_closing_noargs,
-        },
+        is_closing_noargs,
         ffi::METH_NOARGS,
         c"Return True if the transport is closing or closed.",
     )

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple, PyType};
 
 use super::protocol::TlsProtocol;
-use crate::method_descriptor::{meth_o_entry, method_descriptor};
+use crate::method_descriptor::{cfunction_descriptor, meth_o_entry};
 
 /// `_SSLProtocolTransport.write`.
 fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -43,12 +43,10 @@ meth_o_entry!(write_o, "TLS transport write", write);
 /// The native `write`, as a method descriptor of `cls` (an `_SSLProtocolTransport` subclass).
 #[pyfunction]
 pub fn tls_write_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
-    method_descriptor(
+    cfunction_descriptor(
         cls,
         c"write",
-        ffi::PyMethodDefPointer {
-            PyCFunction: write_o,
-        },
+        write_o,
         ffi::METH_O,
         c"Write data to the transport: encrypted at once, sent as the stream allows.",
     )
