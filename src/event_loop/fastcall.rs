@@ -8,17 +8,17 @@
 //! CPython gives for `BaseEventLoop`'s Python signatures, and then share the scheduling code with
 //! everything else.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::OnceLock;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::task_calls::TaskCall;
 use super::{LoopCore, Ready};
+use crate::method_descriptor::call_for_cpython_returning;
 use crate::pyobjects;
 
 /// Which entry point.
@@ -294,19 +294,9 @@ unsafe fn fastcall(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held.
     let py = Python::assume_attached();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        call_impl(py, entry, slf, args, nargs, kwnames)
-    }));
-    let err = match outcome {
-        Ok(Ok(handle)) => return handle.into_ptr(),
-        Ok(Err(err)) => err,
-        Err(_) => PyRuntimeError::new_err(format!(
-            "internal error in ferroloop's {} (a Rust panic)",
-            entry.name()
-        )),
-    };
-    err.restore(py);
-    ptr::null_mut()
+    call_for_cpython_returning(py, entry.name(), || {
+        call_impl(py, entry, slf, args, nargs, kwnames).map(|value| value.into_bound(py))
+    })
 }
 
 /// One C function per entry point, as CPython's method table needs, each naming its entry.
