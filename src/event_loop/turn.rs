@@ -48,21 +48,22 @@ impl LoopCore {
     /// (callgrind).
     fn poll_io(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let shared = gil_shared();
-        let mut events = {
+        let (mut events, watching) = {
             let mut st = self.state.borrow_mut(py);
+            let watching = !st.fd_callbacks.is_empty();
             // With nothing watched, a poll that does not wait could only report the waker. It
             // is skipped unless it is where another thread gets the GIL.
-            if timeout == Some(0.0) && !shared && st.fd_callbacks.is_empty() {
+            if timeout == Some(0.0) && !shared && !watching {
                 return Ok(());
             }
-            std::mem::take(&mut st.events)
+            (std::mem::take(&mut st.events), watching)
         };
         let mut guard = self
             .poller
             .try_lock()
             .map_err(|_| PyRuntimeError::new_err("This event loop is already running"))?;
         let poller: &mut Poller = &mut guard;
-        let result = if shared {
+        let result = if shared || !watching {
             self.wait(py, poller, timeout, &mut events)
         } else {
             match poller.poll(Some(Duration::ZERO), &mut events) {
