@@ -16,6 +16,11 @@
 //! from 3.9 (and earlier) to 3.14. `layout` checks it once against the public API before anything
 //! relies on it; where the check fails, handles copy the Context as asyncio does.
 //!
+//! Nor can the current Context be looked at without copying it (`PyContext_CopyCurrent`, a free
+//! list round trip of some 60 instructions per scheduled callback). The thread state's `context`
+//! field moves between versions, so `thread_context_word` finds it once by entering Contexts and
+//! watching which word changes; where it is not found, the current Context is copied.
+//!
 //! A callback that runs on held variables needs a Context to run in. When nothing but the loop
 //! holds its handle, nothing can see that Context after the call unless the callback kept a
 //! reference to it (a `ContextVar.set` token does). So the loop keeps one spare Context
@@ -75,7 +80,19 @@ unsafe fn context_with(py: Python<'_>, vars: *mut ffi::PyObject) -> PyResult<Py<
 }
 
 /// The variables of the current context: those `contextvars.copy_context()` would hold.
-fn current_vars(py: Python<'_>) -> PyResult<Py<PyAny>> {
+fn current_vars(py: Python<'_>, layout: Layout) -> PyResult<Py<PyAny>> {
+    if let Some(word) = layout.thread_context_word {
+        // SAFETY: the probe found the thread state's `context` field at this word; it holds the
+        // current Context or, in a thread that never asked for one, null.
+        unsafe {
+            let ctx = *ffi::PyThreadState_Get()
+                .cast::<*mut ffi::PyObject>()
+                .add(word);
+            if !ctx.is_null() {
+                return Ok(Bound::from_borrowed_ptr(py, vars_of(ctx)).unbind());
+            }
+        }
+    }
     // The copy comes from CPython's free list and goes back to it at once: it costs no allocation.
     // SAFETY: PyContext_CopyCurrent returns a new Context or NULL with an exception set; the
     // mapping is taken (with a reference of its own) before the copy is dropped.
@@ -85,12 +102,56 @@ fn current_vars(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
 }
 
+/// How far `thread_context_word` looks: every CPython from 3.9 to 3.14 has the field within
+/// its first 40 words (3.11: word 28 of 45).
+const THREAD_STATE_WORDS: usize = 40;
+
+/// Where a thread state keeps its current Context (`PyThreadState.context`), in pointer-sized
+/// words from its start, if it can be found. Its place differs between CPython versions and no
+/// API reads it without copying the Context. A Context this thread has just entered is the
+/// current one, so the field is the first word that holds it and then, once it is exited, the
+/// previous one; two different Contexts must agree on the word.
+///
+/// # Safety
+/// The PyContext layout check must have passed. The scan stops at the first word holding the
+/// entered Context, so it reads no further than the field itself.
+unsafe fn thread_context_word(py: Python<'_>) -> PyResult<Option<usize>> {
+    // A new thread has no current Context until one is asked for: this makes one.
+    drop(Bound::from_owned_ptr_or_err(
+        py,
+        ffi::PyContext_CopyCurrent(),
+    )?);
+    let state = ffi::PyThreadState_Get().cast::<*mut ffi::PyObject>();
+    let mut found = None;
+    for _ in 0..2 {
+        let ctx = Bound::from_owned_ptr_or_err(py, ffi::PyContext_New())?;
+        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let word = (0..THREAD_STATE_WORDS).find(|&i| *state.add(i) == ctx.as_ptr());
+        if ffi::PyContext_Exit(ctx.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let restored = word.is_some_and(|i| {
+            let now = *state.add(i);
+            !now.is_null() && now != ctx.as_ptr()
+        });
+        if !restored || found.is_some_and(|f| Some(f) != word) {
+            return Ok(None);
+        }
+        found = word;
+    }
+    Ok(found)
+}
+
 /// What the layout check found: the mapping's type, and the empty mapping (a reference of its own,
 /// never released), both as addresses.
 #[derive(Clone, Copy)]
 struct Layout {
     mapping_type: usize,
     empty_vars: usize,
+    /// See `thread_context_word`; None makes `current_vars` copy the current Context instead.
+    thread_context_word: Option<usize>,
 }
 
 /// The layout, if the `PyContext` struct is the one this module assumes, checked once: the
@@ -145,10 +206,12 @@ fn check_layout(py: Python<'_>) -> PyResult<Option<Layout>> {
         if !(works && fields_seen) {
             return Ok(None);
         }
+        let thread_context_word = thread_context_word(py)?;
         ffi::Py_INCREF(vars);
         Ok(Some(Layout {
             mapping_type: ffi::Py_TYPE(vars) as usize,
             empty_vars: vars as usize,
+            thread_context_word,
         }))
     }
 }
@@ -177,10 +240,10 @@ fn var_value<'py>(
 /// The current context's variables (what a copy of it would hold), if this interpreter's layout
 /// allows holding them alone.
 pub(crate) fn capture(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-    if layout(py).is_none() {
-        return Ok(None);
+    match layout(py) {
+        Some(layout) => current_vars(py, layout).map(Some),
+        None => Ok(None),
     }
-    current_vars(py).map(Some)
 }
 
 /// The layout, if `vars` is a mapping `capture` could have returned.

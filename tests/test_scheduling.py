@@ -206,6 +206,24 @@ def test_call_soon_threadsafe_runs_in_a_copy_of_the_calling_threads_context(loop
     assert seen == ["producer's"] * 100
 
 
+def test_call_soon_threadsafe_from_a_thread_that_never_used_a_context(loop):
+    # A new thread has no current Context until something asks for one: its callbacks run in an
+    # empty one, not in the loop thread's.
+    var = contextvars.ContextVar("var", default="default")
+    var.set("loop thread's")
+    seen = []
+
+    def producer():
+        for _ in range(100):
+            loop.call_soon_threadsafe(lambda: seen.append(var.get()))
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    thread.join()
+    run_turns(loop)
+    assert seen == ["default"] * 100
+
+
 def test_callbacks_run_in_their_context(loop):
     var = contextvars.ContextVar("var", default="default")
     seen = []
