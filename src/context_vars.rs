@@ -2,14 +2,14 @@
 //!
 //! asyncio gives every handle a copy of the current Context (`contextvars.copy_context()`), a
 //! 64-byte collected object. CPython keeps 255 freed contexts for reuse, so while few handles
-//! wait a copy costs little; behind a long queue (a fan-out, a burst of `call_soon_threadsafe`,
-//! a million pending timers) every copy is a fresh allocation that lives until its callback runs.
+//! wait a copy costs a free-list round trip; behind a long queue (a fan-out, a burst of
+//! `call_soon_threadsafe`, a million pending timers) every copy is a fresh allocation that lives
+//! until its callback runs.
 //!
 //! A copy's whole content is its variables: an immutable mapping (a HAMT) that the original and
 //! every copy share, which a later `ContextVar.set` replaces rather than changes. So holding that
-//! mapping is holding the copy. A handle queued behind many others holds just the mapping
-//! (`capture`), and makes the Context (`make_context`, from CPython's free list, as the previous
-//! callback's went back to it) only when the callback runs or someone asks for it.
+//! mapping is holding the copy. A handle holds just the mapping (`capture`), and makes the Context
+//! (`make_context`) only when someone asks for it; its callback runs in the spare (below).
 //!
 //! Neither reading a Context's mapping nor giving a new Context one has a C API, so this reads
 //! and writes the `ctx_vars` field of CPython's `PyContext` struct, whose layout has been the same

@@ -90,20 +90,14 @@ impl Entry for Py<Handle> {
 }
 
 /// The context a callback runs in: the one given, else a copy of the current one (asyncio's
-/// rule), held as its variables alone if `vars_only` and the interpreter allows it. The flag says
-/// which of the two it is.
-fn context_or_copy(
-    py: Python<'_>,
-    context: Option<Py<PyAny>>,
-    vars_only: bool,
-) -> PyResult<(Py<PyAny>, bool)> {
+/// rule), held as its variables alone where the interpreter allows it. The flag says which of the
+/// two it is.
+fn context_or_copy(py: Python<'_>, context: Option<Py<PyAny>>) -> PyResult<(Py<PyAny>, bool)> {
     if let Some(ctx) = context.filter(|ctx| !ctx.is_none(py)) {
         return Ok((ctx, false));
     }
-    if vars_only {
-        if let Some(vars) = context_vars::capture(py)? {
-            return Ok((vars, true));
-        }
+    if let Some(vars) = context_vars::capture(py)? {
+        return Ok((vars, true));
     }
     // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
     let copy = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
@@ -131,7 +125,6 @@ impl Handle {
         loop_: Py<PyAny>,
         context: Option<Py<PyAny>>,
         debug: bool,
-        vars_only: bool,
     ) -> PyResult<Handle> {
         let owner = if debug {
             let record = DebugRecord {
@@ -143,7 +136,7 @@ impl Handle {
         } else {
             loop_
         };
-        let (context, context_is_vars) = context_or_copy(py, context, vars_only)?;
+        let (context, context_is_vars) = context_or_copy(py, context)?;
         Ok(Handle {
             callback: GilSlot::new(Some(callback)),
             args: GilSlot::new(Some(args)),
@@ -492,7 +485,7 @@ impl Handle {
     ) -> PyResult<Self> {
         let args = PyTuple::new(py, args.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.unbind();
         let debug = loop_debug(r#loop.bind(py))?;
-        Handle::build(py, callback, args, r#loop, context, debug, false)
+        Handle::build(py, callback, args, r#loop, context, debug)
     }
 
     fn cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {

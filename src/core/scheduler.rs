@@ -47,11 +47,6 @@ impl<T: Entry, R: From<T>> Scheduler<T, R> {
         self.timers.note_cancelled();
     }
 
-    /// Callbacks and timers held, cancelled timers included.
-    pub fn queued(&self) -> usize {
-        self.ready.len() + self.timers.len()
-    }
-
     pub fn ready_len(&self) -> usize {
         self.ready.len()
     }
@@ -125,19 +120,6 @@ mod tests {
     }
     fn cb(id: u32) -> Cb {
         Cb(id, Rc::new(Cell::new(false)))
-    }
-
-    #[test]
-    fn queued_counts_callbacks_and_timers_cancelled_ones_included() {
-        let mut s: Scheduler<Cb> = Scheduler::new();
-        s.push_ready(cb(0));
-        let cancelled = cb(1);
-        cancelled.1.set(true);
-        s.push_timer(1.0, cancelled);
-        s.push_timer(2.0, cb(2));
-        assert_eq!(s.queued(), 3);
-        s.pop_ready();
-        assert_eq!(s.queued(), 2);
     }
 
     #[test]

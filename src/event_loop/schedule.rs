@@ -10,12 +10,6 @@ use crate::errors::os_error;
 use crate::handles::{Handle, TimerHandle};
 use crate::pyobjects;
 
-/// From this many queued callbacks and timers on, a new handle holds the caller's context
-/// variables rather than a copy of the context (see `context_vars.rs`). Below it, copies come from
-/// CPython's free list of 255 contexts and go back to it when their callback has run, which is
-/// cheaper than making the Context at run time.
-const MANY_QUEUED: usize = 64;
-
 impl LoopCore {
     /// asyncio's `_check_callback`, which it runs in debug mode only.
     fn check_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
@@ -69,12 +63,12 @@ impl LoopCore {
     ) -> PyResult<Handle> {
         let py = slf.py();
         let this = slf.get();
-        let (debug, many_queued) = {
+        let debug = {
             let st = this.state.borrow(py);
             if st.closed {
                 return Err(super::closed_error());
             }
-            (st.debug, st.scheduler.queued() >= MANY_QUEUED)
+            st.debug
         };
         if debug {
             if let Some(method) = method {
@@ -91,7 +85,6 @@ impl LoopCore {
             slf.clone().into_any().unbind(),
             context,
             debug,
-            many_queued,
         )
     }
 

@@ -140,7 +140,6 @@ impl TaskCall {
             slf.clone().into_any().unbind(),
             Some(self.context),
             false,
-            false,
         )?;
         Bound::new(py, handle)
     }
