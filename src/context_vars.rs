@@ -246,6 +246,14 @@ pub(crate) fn capture(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
     }
 }
 
+/// Whether `held` is variables `capture` returned rather than a Context (or whatever object a
+/// caller gave as the context).
+pub(crate) fn holds_vars(py: Python<'_>, held: &Py<PyAny>) -> bool {
+    // SAFETY: reading the type of a live object.
+    let ty = unsafe { ffi::Py_TYPE(held.as_ptr()) } as usize;
+    layout(py).is_some_and(|layout| layout.mapping_type == ty)
+}
+
 /// The layout, if `vars` is a mapping `capture` could have returned.
 fn layout_for(py: Python<'_>, vars: &Py<PyAny>) -> PyResult<Layout> {
     // SAFETY: reading the type of a live object.

@@ -41,7 +41,7 @@ impl<T> GilCell<T> {
 
 /// One optional reference, guarded by the GIL like `GilCell`, without a borrow flag: it is only
 /// ever read as a new reference or replaced whole, so no borrow of it is ever live. A handle holds
-/// four of these, and the flag it saves on each keeps the handle in a smaller allocation class.
+/// three of these, and the flag it saves on each keeps the handle in a smaller allocation class.
 pub struct GilSlot<T>(UnsafeCell<Option<Py<T>>>);
 
 // SAFETY: the slot is only reached through methods that take a `Python` token (or, for the

@@ -11,6 +11,7 @@ mod gil;
 mod handles;
 mod method_descriptor;
 mod net;
+mod packed_call;
 mod pyobjects;
 mod tls;
 

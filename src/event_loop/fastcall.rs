@@ -19,7 +19,7 @@ use pyo3::types::{PyString, PyTuple};
 use super::task_calls::TaskCall;
 use super::{LoopCore, Ready};
 use crate::method_descriptor::call_for_cpython_returning;
-use crate::pyobjects;
+use crate::packed_call;
 
 /// Which entry point.
 #[derive(Clone, Copy)]
@@ -99,13 +99,9 @@ unsafe fn call_impl(
     for (i, slot) in values.iter_mut().take(params.len().min(nargs)).enumerate() {
         *slot = Some(Bound::from_borrowed_ptr(py, *args.add(i)));
     }
-    let call_args = match std::slice::from_raw_parts(args, nargs).get(params.len()..) {
-        Some(extra) if !extra.is_empty() => PyTuple::new(
-            py,
-            extra.iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)),
-        )?,
-        _ => pyobjects::empty_tuple(py),
-    };
+    let extra = std::slice::from_raw_parts(args, nargs)
+        .get(params.len()..)
+        .unwrap_or_default();
     let mut context = None;
     if !kwnames.is_null() {
         let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
@@ -145,18 +141,20 @@ unsafe fn call_impl(
     let (first, second) = (first.expect("checked above"), second);
     match entry {
         Entry::Soon => {
-            Ok(LoopCore::schedule_soon(&slf, &first, &call_args, context, "call_soon")?.into_any())
+            let call = packed_call::pack_raw(&first, extra)?.into_bound(py);
+            Ok(LoopCore::schedule_soon(&slf, &call, context, "call_soon")?.into_any())
         }
         Entry::SoonThreadsafe => {
-            Ok(LoopCore::call_soon_threadsafe_impl(&slf, &first, &call_args, context)?.into_any())
+            let call = packed_call::pack_raw(&first, extra)?.into_bound(py);
+            Ok(LoopCore::call_soon_threadsafe_impl(&slf, &call, context)?.into_any())
         }
         Entry::Later => {
-            let callback = second.expect("checked above");
-            Ok(LoopCore::call_later_impl(&slf, &first, &callback, &call_args, context)?.into_any())
+            let call = packed_call::pack_raw(&second.expect("checked above"), extra)?;
+            Ok(LoopCore::call_later_impl(&slf, &first, call.bind(py), context)?.into_any())
         }
         Entry::At => {
-            let callback = second.expect("checked above");
-            Ok(LoopCore::call_at_impl(&slf, &first, &callback, &call_args, context)?.into_any())
+            let call = packed_call::pack_raw(&second.expect("checked above"), extra)?;
+            Ok(LoopCore::call_at_impl(&slf, &first, call.bind(py), context)?.into_any())
         }
     }
 }
@@ -233,23 +231,11 @@ unsafe fn soon_simple(
     context: Option<*mut ffi::PyObject>,
 ) -> PyResult<Py<PyAny>> {
     let callback = Bound::from_borrowed_ptr(py, args[0]);
-    let call_args = match &args[1..] {
-        [] => pyobjects::empty_tuple(py),
-        extra => {
-            let tuple = Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(extra.len() as isize))?;
-            for (i, &arg) in extra.iter().enumerate() {
-                ffi::Py_INCREF(arg);
-                ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i as isize, arg);
-            }
-            tuple.cast_into_unchecked::<PyTuple>()
-        }
-    };
+    let call = packed_call::pack_raw(&callback, &args[1..])?.into_bound(py);
     let context = context.map(|ctx| Bound::from_borrowed_ptr(py, ctx).unbind());
     let handle = match entry {
-        Entry::SoonThreadsafe => {
-            LoopCore::call_soon_threadsafe_impl(slf, &callback, &call_args, context)?
-        }
-        _ => LoopCore::schedule_soon(slf, &callback, &call_args, context, "call_soon")?,
+        Entry::SoonThreadsafe => LoopCore::call_soon_threadsafe_impl(slf, &call, context)?,
+        _ => LoopCore::schedule_soon(slf, &call, context, "call_soon")?,
     };
     Ok(handle.into_any())
 }

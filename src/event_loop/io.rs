@@ -10,6 +10,7 @@ use pyo3::types::{PyInt, PyTuple};
 use super::{FdCallbacks, LoopCore};
 use crate::errors::os_error;
 use crate::handles::Handle;
+use crate::packed_call;
 
 /// A selector key's events mask (EVENT_READ 1, EVENT_WRITE 2), reader and writer.
 type SelectorKey = (u8, Option<Py<Handle>>, Option<Py<Handle>>);
@@ -51,7 +52,8 @@ impl LoopCore {
         let this = slf.get();
         this.check_not_inherited()?;
         // asyncio runs no callback checks for fd callbacks, debug mode or not: no method name.
-        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, None, None)?)?;
+        let call = packed_call::pack(callback, args)?.into_bound(py);
+        let handle = Py::new(py, LoopCore::new_handle(slf, &call, None, None)?)?;
         let replaced = {
             let mut st = this.state.borrow_mut(py);
             let st = &mut *st;

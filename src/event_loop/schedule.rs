@@ -2,12 +2,13 @@
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyInt, PyTuple};
+use pyo3::types::{PyFloat, PyInt};
 
 use super::LoopCore;
 use crate::core::clock;
 use crate::errors::os_error;
 use crate::handles::{Handle, TimerHandle};
+use crate::packed_call;
 use crate::pyobjects;
 
 impl LoopCore {
@@ -56,8 +57,7 @@ impl LoopCore {
     /// Checks shared by every scheduling method, then a new handle ready to queue.
     pub(super) fn new_handle(
         slf: &Bound<'_, LoopCore>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
         method: Option<&str>,
     ) -> PyResult<Handle> {
@@ -75,13 +75,12 @@ impl LoopCore {
                 if method != "call_soon_threadsafe" {
                     this.check_thread(py)?;
                 }
-                LoopCore::check_callback(py, callback, method)?;
+                LoopCore::check_callback(py, &packed_call::callback(call), method)?;
             }
         }
         Handle::build(
             py,
-            callback.clone().unbind(),
-            args.clone().unbind(),
+            call.clone().unbind(),
             slf.clone().into_any().unbind(),
             context,
             debug,
@@ -90,16 +89,12 @@ impl LoopCore {
 
     pub(crate) fn schedule_soon(
         slf: &Bound<'_, LoopCore>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
         method: &str,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Bound::new(
-            py,
-            LoopCore::new_handle(slf, callback, args, context, Some(method))?,
-        )?;
+        let handle = Bound::new(py, LoopCore::new_handle(slf, call, context, Some(method))?)?;
         let running = {
             let mut st = slf.get().state.borrow_mut(py);
             st.scheduler.push_ready(handle.clone().unbind().into());
@@ -114,17 +109,15 @@ impl LoopCore {
     fn schedule_at(
         slf: &Bound<'_, LoopCore>,
         when: f64,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
         method: &str,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
-        let base = LoopCore::new_handle(slf, callback, args, context, Some(method))?;
-        base.mark_scheduled();
+        let base = LoopCore::new_handle(slf, call, context, Some(method))?;
         let timer = Bound::new(
             py,
-            PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
+            PyClassInitializer::from(base).add_subclass(TimerHandle::new(when, true)),
         )?;
         // CPython accepts NaN and, since no comparison with NaN is true, treats it as already
         // due; order it first so that it fires on the next turn, as it does there.
@@ -180,10 +173,7 @@ impl LoopCore {
                     return Ok(());
                 }
                 let run = handle.getattr("_run")?;
-                Py::new(
-                    py,
-                    LoopCore::new_handle(slf, &run, &PyTuple::empty(py), None, None)?,
-                )?
+                Py::new(py, LoopCore::new_handle(slf, &run, None, None)?)?
             }
         };
         if !handle.get().cancelled() {
@@ -201,11 +191,10 @@ impl LoopCore {
     /// `call_soon_threadsafe`, once its arguments are sorted out (see `fastcall`).
     pub(super) fn call_soon_threadsafe_impl(
         slf: &Bound<'_, LoopCore>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let handle = LoopCore::schedule_soon(slf, callback, args, context, "call_soon_threadsafe")?;
+        let handle = LoopCore::schedule_soon(slf, call, context, "call_soon_threadsafe")?;
         // A forked child must not wake the parent's loop through the inherited eventfd.
         if !slf.get().is_inherited_through_fork() {
             slf.get().waker.wake().map_err(os_error)?;
@@ -217,8 +206,7 @@ impl LoopCore {
     pub(super) fn call_later_impl(
         slf: &Bound<'_, LoopCore>,
         delay: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         if delay.is_none() {
@@ -229,15 +217,14 @@ impl LoopCore {
             Some(d) => now + d,
             None => PyFloat::new(slf.py(), now).add(delay)?.extract::<f64>()?,
         };
-        LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
+        LoopCore::schedule_at(slf, when, call, context, "call_at")
     }
 
     /// `call_at`, once its arguments are sorted out (see `fastcall`).
     pub(super) fn call_at_impl(
         slf: &Bound<'_, LoopCore>,
         when: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         if when.is_none() {
@@ -255,6 +242,6 @@ impl LoopCore {
                 ))
             })?,
         };
-        LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
+        LoopCore::schedule_at(slf, when, call, context, "call_at")
     }
 }

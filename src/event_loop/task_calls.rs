@@ -22,11 +22,11 @@ use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::PyType;
 
 use super::LoopCore;
 use crate::handles::{run_in_context, Handle};
-use crate::pyobjects;
+use crate::packed_call;
 
 /// The types of the two calls, learnt from CPython by `ferroloop._task_calls` at import.
 struct Known {
@@ -119,24 +119,18 @@ impl TaskCall {
         })
     }
 
-    fn args<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        match &self.arg {
-            Some(arg) => PyTuple::new(py, [arg]),
-            None => Ok(pyobjects::empty_tuple(py)),
-        }
-    }
-
     /// The handle `call_soon` would have made: for debug mode and for error reports.
     pub(super) fn into_handle<'py>(
         self,
         slf: &Bound<'py, LoopCore>,
     ) -> PyResult<Bound<'py, Handle>> {
         let py = slf.py();
-        let args = self.args(py)?;
+        let args: Vec<_> = self.arg.iter().map(|arg| arg.as_ptr()).collect();
+        // SAFETY: the argument is a live object (owned by self) for the call.
+        let call = unsafe { packed_call::pack_raw(self.callback.bind(py), &args)? };
         let handle = Handle::build(
             py,
-            self.callback,
-            args.unbind(),
+            call,
             slf.clone().into_any().unbind(),
             Some(self.context),
             false,
