@@ -370,6 +370,34 @@ def test_timer_handle_interface(loop):
     b.cancel()
 
 
+@pytest.mark.parametrize("args", [(), ("one",), (1, (2,), [3])])
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe", "call_later", "call_at"])
+def test_handles_show_their_callback_and_arguments(loop, method, args):
+    # ferroloop keeps a callback and its arguments as one reference; `_callback`, `_args`, the
+    # call, equality of timers and cancellation must look as asyncio's two slots do.
+    seen = []
+
+    def callback(*a):
+        seen.append(a)
+
+    schedule = getattr(loop, method)
+    if method in ("call_later", "call_at"):
+        handles = [schedule(0, callback, *args) for _ in range(2)]
+        # Timers compare by deadline, then cancellation, callback and arguments.
+        assert (handles[0] == handles[1]) is (method == "call_at")
+    else:
+        handles = [schedule(callback, *args) for _ in range(2)]
+    for handle in handles:
+        assert handle._callback is callback
+        assert handle._args == args and type(handle._args) is tuple
+    handles[1].cancel()
+    assert handles[1]._callback is None and handles[1]._args is None
+    if method == "call_at":
+        assert handles[0] != handles[1]
+    run_turns(loop, 2)
+    assert seen == [args]
+
+
 def test_handle_get_context():
     # Handle.get_context() is new in Python 3.12; ferroloop's handles have it on every version.
     loop = ferroloop.new_event_loop()
