@@ -9,6 +9,7 @@
 //! everything else.
 
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
@@ -177,14 +178,35 @@ unsafe fn context_only(
     if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
         return None;
     }
-    // The C Task's keyword name is its own "context" string, not the interned one.
     let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
-    if name != pyo3::intern!(py, "context").as_ptr()
-        && ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) != 0
-    {
+    if name != pyo3::intern!(py, "context").as_ptr() && !is_task_context_name(name) {
         return None;
     }
     Some(Some(*args.as_ptr().add(args.len())))
+}
+
+/// The C Task's and Future's keyword name `"context"`, a string of their own rather than the
+/// interned one, kept (with a reference, so that its address stays its own) once seen: comparing
+/// its text costs some 80 instructions per task step.
+static TASK_CONTEXT_NAME: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Whether `name` is the string "context".
+///
+/// # Safety
+/// `name` must be a live string; the GIL must be held (it guards `TASK_CONTEXT_NAME`).
+unsafe fn is_task_context_name(name: *mut ffi::PyObject) -> bool {
+    let known = TASK_CONTEXT_NAME.load(Ordering::Relaxed);
+    if name == known {
+        return true;
+    }
+    if ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) != 0 {
+        return false;
+    }
+    if known.is_null() {
+        ffi::Py_INCREF(name);
+        TASK_CONTEXT_NAME.store(name, Ordering::Relaxed);
+    }
+    true
 }
 
 /// `call_soon(callback, *args, context=ctx)` as CPython's C Task and Future make it: queued
