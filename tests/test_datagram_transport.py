@@ -58,8 +58,8 @@ def test_ipv4_datagrams_carry_the_sender_address(loop):
 
 
 def test_replies_reach_each_sender_whatever_came_in_between(loop):
-    # ferroloop remembers the kernel form of the last sender's address for a reply to it; a reply
-    # to an earlier sender, or to an equal tuple made anew, must go where the tuple says.
+    # ferroloop remembers the last few senders' addresses in kernel form for replies to them; a
+    # reply to an earlier sender, or to an equal tuple made anew, must go where the tuple says.
     async def main():
         peers = [_peer(socket.AF_INET, ("127.0.0.1", 0)) for _ in range(3)]
         transport, proto = await loop.create_datagram_endpoint(
@@ -83,6 +83,36 @@ def test_replies_reach_each_sender_whatever_came_in_between(loop):
         return replies, own
 
     assert loop.run_until_complete(main()) == ([b"to 0", b"to 1", b"to 2"], [True] * 3)
+
+
+def test_more_senders_than_ferroloop_remembers_each_get_their_own_address(loop):
+    # ferroloop keeps the address tuples of its last 8 senders and hands a returning sender the
+    # tuple made for it before: with 20 senders taking turns, every datagram must still carry
+    # its own sender's address, and a reply to it reach that sender alone.
+    async def main():
+        peers = [_peer(socket.AF_INET, ("127.0.0.1", 0)) for _ in range(20)]
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        here = transport.get_extra_info("sockname")
+        wrong = []
+        for round_ in range(3):
+            for i in [*range(0, 20, 2), *range(1, 20, 2)]:
+                await loop.sock_sendto(peers[i], b"%d.%d" % (round_, i), here)
+                data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
+                if data != b"%d.%d" % (round_, i) or addr != peers[i].getsockname():
+                    wrong.append((round_, i, data, addr))
+                transport.sendto(b"re " + data, addr)
+                reply, source = await asyncio.wait_for(loop.sock_recvfrom(peers[i], 100), 10)
+                if reply != b"re " + data or source != here:
+                    wrong.append((round_, i, reply, source))
+        transport.close()
+        await proto.lost
+        for peer in peers:
+            peer.close()
+        return wrong
+
+    assert loop.run_until_complete(main()) == []
 
 
 def test_ipv6_addresses_are_four_tuples(loop):

@@ -16,6 +16,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
 use super::byte_view::{check_bytes_like, ByteView};
 use super::calls::{socket_call, with_read_buffer, Io};
+use super::senders::{self, Senders};
 use super::{sockaddr, sys};
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
@@ -32,18 +33,9 @@ struct DatagramState {
     buffer: VecDeque<Queued>,
     /// asyncio's `_buffer_size`: what `get_write_buffer_size()` reports.
     buffer_size: usize,
-    /// The address the last datagram came from, as handed to `datagram_received`, with its
-    /// kernel form: a reply goes to that very object, which then needs no parsing.
-    last_sender: Option<Sender>,
-}
-
-/// A received IPv4 or IPv6 address: the tuple given to the protocol, and the socket address the
-/// kernel reported, which is where that tuple sends to once parsed (by `sockaddr::from_python`,
-/// or for a scoped IPv6 host by the socket module).
-struct Sender {
-    addr: Py<PyAny>,
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
+    /// The addresses of the last few senders, as handed to `datagram_received` and in their
+    /// kernel form.
+    senders: Senders,
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -108,18 +100,8 @@ impl DatagramSocket {
             Some(addr) => addr.clone(),
             None => py.None().into_bound(py),
         };
-        let last_sender = self
-            .state
-            .borrow(py)
-            .last_sender
-            .as_ref()
-            .and_then(|sender| {
-                sender
-                    .addr
-                    .is(&addr)
-                    .then_some((sender.storage, sender.len))
-            });
-        match last_sender.or_else(|| sockaddr::from_python(self.family, &addr)) {
+        let known = self.state.borrow(py).senders.storage_for(&addr);
+        match known.or_else(|| sockaddr::from_python(self.family, &addr)) {
             Some((storage, len)) => socket_call(py, || sys::send_to(fd, data, &storage, len)),
             None => sort_python_error(
                 py,
@@ -129,6 +111,30 @@ impl DatagramSocket {
                     .and_then(|n| n.extract::<usize>()),
             ),
         }
+    }
+
+    /// The address tuple of a datagram's sender: the one made before for a sender remembered,
+    /// else a new one, remembered if it is an IP address.
+    fn sender_tuple<'py>(
+        &self,
+        py: Python<'py>,
+        storage: &libc::sockaddr_storage,
+        len: libc::socklen_t,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(addr) = self.state.borrow(py).senders.tuple_for(py, storage, len) {
+            return Ok(addr);
+        }
+        let addr = sockaddr::to_python(py, storage, len)?;
+        if senders::is_cached_family(storage) {
+            let displaced =
+                self.state
+                    .borrow_mut(py)
+                    .senders
+                    .remember(addr.clone().unbind(), *storage, len);
+            // Dropped with the state no longer borrowed: dropping may run Python code.
+            drop(displaced);
+        }
+        Ok(addr)
     }
 
     /// An OS error goes to `protocol.error_received`; exits propagate; the rest is fatal.
@@ -227,7 +233,7 @@ impl DatagramSocket {
             state: GilCell::new(DatagramState {
                 buffer: VecDeque::new(),
                 buffer_size: 0,
-                last_sender: None,
+                senders: Senders::default(),
             }),
         })
     }
@@ -258,17 +264,7 @@ impl DatagramSocket {
                     .fatal_error(py, err, "Fatal read error on datagram transport")
             }
             Io::Done((data, storage, len)) => {
-                let addr = sockaddr::to_python(py, &storage, len)?;
-                let sender = matches!(i32::from(storage.ss_family), libc::AF_INET | libc::AF_INET6)
-                    .then(|| Sender {
-                        addr: addr.clone().unbind(),
-                        storage,
-                        len,
-                    });
-                // Swapped out before the old one is dropped: dropping may run Python code.
-                let previous =
-                    std::mem::replace(&mut self.state.borrow_mut(py).last_sender, sender);
-                drop(previous);
+                let addr = self.sender_tuple(py, &storage, len)?;
                 protocol.call_method1(intern!(py, "datagram_received"), (data, addr))?;
                 Ok(())
             }
@@ -318,6 +314,7 @@ impl DatagramSocket {
             visit.call(address)?;
         }
         if let Some(st) = self.state.try_borrow_for_gc() {
+            st.senders.traverse(&visit)?;
             for item in &st.buffer {
                 visit.call(&item.data)?;
                 if let Some(addr) = &item.addr {

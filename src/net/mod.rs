@@ -7,6 +7,7 @@ mod byte_view;
 mod calls;
 mod datagram;
 mod pipe;
+mod senders;
 mod sockaddr;
 mod stream;
 mod sys;
