@@ -246,6 +246,30 @@ def test_sendto_misuse_and_what_the_transport_is(loop):
     )
 
 
+class _Bytes(bytes):
+    pass
+
+
+def test_sendto_sends_every_kind_of_bytes_like_object(loop):
+    # ferroloop reads an exact bytes object in place and everything else through the buffer
+    # protocol: each kind must arrive as one datagram with its exact contents.
+    async def main():
+        peer = _peer(socket.AF_INET, ("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        there = peer.getsockname()
+        for data in [b"ab", _Bytes(b"cd"), bytearray(b"ef"), memoryview(b"xxgh")[2:]]:
+            transport.sendto(data, there)
+        received = [(await loop.sock_recvfrom(peer, 100))[0] for _ in range(4)]
+        transport.close()
+        await proto.lost
+        peer.close()
+        return received
+
+    assert loop.run_until_complete(main()) == [b"ab", b"cd", b"ef", b"gh"]
+
+
 def test_sendto_takes_its_arguments_as_a_python_method_does(loop):
     async def main():
         peer = _peer(socket.AF_INET, ("127.0.0.1", 0))

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+import weakref
 from asyncio import transports, trsock
 
 import pytest
@@ -86,6 +87,28 @@ def test_writelines_sends_every_kind_of_chunk_in_order(loop):
         return bytes(received)
 
     assert loop.run_until_complete(main()) == b"abcdefg"
+
+
+class _Bytes(bytes):
+    pass
+
+
+def test_write_sends_every_kind_of_bytes_like_object_in_order(loop):
+    # ferroloop reads an exact bytes object in place and everything else through the buffer
+    # protocol: each kind must arrive whole and in order.
+    async def main():
+        transport, proto, peer = await _pair(loop)
+        for data in [b"ab", _Bytes(b"cd"), bytearray(b"ef"), memoryview(b"xxgh")[2:], b"", b"i"]:
+            transport.write(data)
+        transport.write_eof()
+        received = bytearray()
+        while chunk := await loop.sock_recv(peer, 100):
+            received += chunk
+        transport.close()
+        peer.close()
+        return bytes(received)
+
+    assert loop.run_until_complete(main()) == b"abcdefghi"
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.11's writelines joins the chunks first")
@@ -225,12 +248,34 @@ def test_what_the_transport_is(loop):
                 transport.can_write_eof(),
                 repr(transport).endswith(" read=polling write=<idle, bufsize=0>>"),
                 transport.get_protocol() is proto,
+                weakref.ref(transport)() is transport,
+                _takes_attributes(transport),
             )
         finally:
             transport.close()
             peer.close()
 
-    assert loop.run_until_complete(main()) == (True,) * 7
+    assert loop.run_until_complete(main()) == (True,) * 9
+
+
+def _takes_attributes(transport):
+    # Code that rides along on a transport (a server's bookkeeping, a test's marker) sets
+    # attributes of its own on it, as asyncio's transports allow.
+    transport.user_note = "kept"
+    return transport.user_note == "kept" and "user_note" in vars(transport)
+
+
+def test_ferroloop_transport_methods_need_the_native_core():
+    from ferroloop._transports import DatagramTransport, SocketTransport
+
+    # Before __init__ has run, the per-message methods find no core and say so as an attribute
+    # read would, rather than reading memory that is not there.
+    with pytest.raises(AttributeError, match="_core"):
+        SocketTransport.__new__(SocketTransport).write(b"x")
+    with pytest.raises(AttributeError, match="_core"):
+        DatagramTransport.__new__(DatagramTransport).sendto(b"x", ("127.0.0.1", 9))
+    with pytest.raises(AttributeError, match="_core"):
+        SocketTransport.__new__(SocketTransport).is_closing()
 
 
 def test_a_socket_closed_behind_the_loops_back_gives_an_error(loop):

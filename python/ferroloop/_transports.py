@@ -23,7 +23,7 @@ from ._ferroloop import (
     DatagramSocket,
     SocketStream,
     datagram_sendto_method,
-    is_closing_method,
+    native_base_methods,
     pipe_read_ready_method,
     pipe_write_methods,
     socket_transport_methods,
@@ -37,6 +37,10 @@ _SERVER_TRACKS_CLIENTS = "transport" in inspect.signature(base_events.Server._at
 
 class _NativeTransport(transports._FlowControlMixin, transports.Transport):
     """What both transports share: CPython's `_SelectorTransport`, over a native core."""
+
+    # `_core` is a slot, which the native per-message methods read at its offset; other
+    # attributes live in the instance dict as on asyncio's transports.
+    __slots__ = ("_core", "__dict__", "__weakref__")
 
     # Read by __del__, which runs even if __init__ raised.
     _sock = None
@@ -239,7 +243,7 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
 
 
 # What runs per message is native, with no Python frame in front of the core's work.
-_NativeTransport.is_closing = is_closing_method(_NativeTransport)
+_NativeTransport.is_closing = native_base_methods(_NativeTransport)
 SocketTransport.write, SocketTransport.writelines = socket_transport_methods(SocketTransport)
 DatagramTransport.sendto = datagram_sendto_method(DatagramTransport)
 

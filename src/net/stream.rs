@@ -16,7 +16,7 @@ use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
-use super::byte_view::{check_bytes_like, ByteView};
+use super::byte_view::{check_bytes_like, BufferView, ByteView};
 use super::calls::{is_exit, socket_call, with_read_buffer, Io};
 use super::sys;
 use crate::core::write_buffer::WriteBuffer;
@@ -133,7 +133,7 @@ impl SocketStream {
             }
         };
         let fd = self.base.fd;
-        let received = match ByteView::writable(&buffer) {
+        let received = match BufferView::writable(&buffer) {
             Ok(mut view) => socket_call(py, || sys::recv(fd, view.as_mut_slice())),
             Err(err) => Io::Failed(err),
         };
