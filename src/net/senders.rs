@@ -15,23 +15,30 @@ use pyo3::{PyTraverseError, PyVisit};
 /// costs one comparison per slot.
 const CAPACITY: usize = 8;
 
+/// Room for the largest address remembered, a `sockaddr_in6`.
+const KEY_SIZE: usize = std::mem::size_of::<libc::sockaddr_in6>();
+
+/// An IP address as the kernel reported it, zero-padded to a fixed size: compared whole, without
+/// a call to memcmp.
+type Key = [u8; KEY_SIZE];
+
+fn key(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Key {
+    let len = (len as usize).min(KEY_SIZE);
+    // SAFETY: storage is a plain struct larger than KEY_SIZE; `len` is clamped to KEY_SIZE.
+    let raw = unsafe {
+        std::slice::from_raw_parts((storage as *const libc::sockaddr_storage).cast(), len)
+    };
+    let mut key = [0; KEY_SIZE];
+    key[..len].copy_from_slice(raw);
+    key
+}
+
 /// An IPv4 or IPv6 address as the kernel reported it, and the tuple handed to the protocol.
 struct Sender {
     addr: Py<PyAny>,
+    key: Key,
     storage: libc::sockaddr_storage,
     len: libc::socklen_t,
-}
-
-impl Sender {
-    fn raw(&self) -> &[u8] {
-        raw_bytes(&self.storage, self.len)
-    }
-}
-
-fn raw_bytes(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> &[u8] {
-    let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
-    // SAFETY: storage is a plain struct of that size; `len` is clamped to it.
-    unsafe { std::slice::from_raw_parts((storage as *const libc::sockaddr_storage).cast(), len) }
 }
 
 /// Whether an address of this family is remembered (IP addresses; Unix paths are not).
@@ -54,10 +61,10 @@ impl Senders {
         storage: &libc::sockaddr_storage,
         len: libc::socklen_t,
     ) -> Option<Bound<'py, PyAny>> {
-        let raw = raw_bytes(storage, len);
+        let key = key(storage, len);
         self.slots
             .iter()
-            .find(|sender| sender.raw() == raw)
+            .find(|sender| sender.len == len && sender.key == key)
             .map(|sender| sender.addr.bind(py).clone())
     }
 
@@ -80,7 +87,12 @@ impl Senders {
         storage: libc::sockaddr_storage,
         len: libc::socklen_t,
     ) -> Option<Py<PyAny>> {
-        let sender = Sender { addr, storage, len };
+        let sender = Sender {
+            addr,
+            key: key(&storage, len),
+            storage,
+            len,
+        };
         if self.slots.len() < CAPACITY {
             self.slots.push(sender);
             return None;
