@@ -17,7 +17,7 @@ use super::base::{shared_transport_methods, NativeTransport, TransportBase};
 use super::byte_view::{check_bytes_like, ByteView};
 use super::calls::{socket_call, with_read_buffer, Io};
 use super::senders::{self, Senders};
-use super::{sockaddr, sys};
+use super::{read_bytes, sockaddr, sys};
 use crate::event_loop::LoopCore;
 use crate::gil::GilCell;
 
@@ -247,7 +247,7 @@ impl DatagramSocket {
         let received = socket_call(py, || {
             with_read_buffer(|buf| {
                 sys::recv_from(fd, buf)
-                    .map(|(n, addr, len)| (PyBytes::new(py, &buf[..n]), addr, len))
+                    .map(|(n, addr, len)| (read_bytes::bytes_of(py, &buf[..n]), addr, len))
             })
         });
         let Some(protocol) = self.base.protocol(py) else {
@@ -265,8 +265,9 @@ impl DatagramSocket {
             }
             Io::Done((data, storage, len)) => {
                 let addr = self.sender_tuple(py, &storage, len)?;
-                protocol.call_method1(intern!(py, "datagram_received"), (data, addr))?;
-                Ok(())
+                let result = protocol.call_method1(intern!(py, "datagram_received"), (&data, addr));
+                read_bytes::recycle(data);
+                result.map(drop)
             }
         }
     }

@@ -17,7 +17,7 @@ use pyo3::types::{PyByteArray, PyBytes, PySequence, PyType};
 
 use super::byte_view::ByteView;
 use super::calls::{is_exit, socket_call, with_read_buffer, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
-use super::sys;
+use super::{read_bytes, sys};
 use crate::method_descriptor::{cfunction_descriptor, meth_noargs_entry, meth_o_entry};
 use crate::pyobjects;
 
@@ -25,7 +25,7 @@ use crate::pyobjects;
 fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     let fd: i32 = transport.getattr(intern!(py, "_fileno"))?.extract()?;
     let received = socket_call(py, || {
-        with_read_buffer(|buf| sys::read(fd, buf).map(|n| PyBytes::new(py, &buf[..n])))
+        with_read_buffer(|buf| sys::read(fd, buf).map(|n| read_bytes::bytes_of(py, &buf[..n])))
     });
     match received {
         Io::WouldBlock => Ok(()),
@@ -37,8 +37,9 @@ fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
         Io::Failed(err) => Err(err),
         Io::Done(data) if !data.as_bytes().is_empty() => {
             let protocol = transport.getattr(intern!(py, "_protocol"))?;
-            protocol.call_method1(intern!(py, "data_received"), (data,))?;
-            Ok(())
+            let result = protocol.call_method1(intern!(py, "data_received"), (&data,));
+            read_bytes::recycle(data);
+            result.map(drop)
         }
         Io::Done(_) => {
             let loop_ = transport.getattr(intern!(py, "_loop"))?;

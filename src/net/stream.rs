@@ -12,13 +12,12 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
 use super::byte_view::{check_bytes_like, BufferView, ByteView};
 use super::calls::{is_exit, socket_call, with_read_buffer, Io};
-use super::sys;
+use super::{read_bytes, sys};
 use crate::core::write_buffer::WriteBuffer;
 use crate::errors::os_error;
 use crate::event_loop::LoopCore;
@@ -92,7 +91,7 @@ impl SocketStream {
     fn read_data(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let fd = self.base.fd;
         let received = socket_call(py, || {
-            with_read_buffer(|buf| sys::recv(fd, buf).map(|n| PyBytes::new(py, &buf[..n])))
+            with_read_buffer(|buf| sys::recv(fd, buf).map(|n| read_bytes::bytes_of(py, &buf[..n])))
         });
         match received {
             Io::WouldBlock => Ok(()),
@@ -101,14 +100,18 @@ impl SocketStream {
                     .fatal_error(py, err, "Fatal read error on socket transport")
             }
             Io::Done(data) if data.as_bytes().is_empty() => self.read_eof(py, protocol),
-            Io::Done(data) => match protocol.call_method1(intern!(py, "data_received"), (data,)) {
-                Ok(_) => Ok(()),
-                Err(err) => self.base.fatal_error(
-                    py,
-                    err,
-                    "Fatal error: protocol.data_received() call failed.",
-                ),
-            },
+            Io::Done(data) => {
+                let result = protocol.call_method1(intern!(py, "data_received"), (&data,));
+                read_bytes::recycle(data);
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(err) => self.base.fatal_error(
+                        py,
+                        err,
+                        "Fatal error: protocol.data_received() call failed.",
+                    ),
+                }
+            }
         }
     }
 

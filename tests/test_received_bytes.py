@@ -1,0 +1,107 @@
+"""The bytes objects that reads hand to protocols, on asyncio and ferroloop alike: each holds its
+own read's contents for as long as anybody keeps it (itself, a memoryview of it, a slice), and
+hashes as its contents do. ferroloop rewrites, for the next read of the same length, a bytes
+object that nobody kept; these reads all have one length, so it does so between them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from test_transports import _pair
+
+CHUNKS = [bytes([65 + i]) * 512 for i in range(8)]
+
+
+class Keeper:
+    """Keeps some of what it receives (whole, as a memoryview, as a slice), drops the rest, and
+    notes a copy and the hash of everything."""
+
+    def __init__(self, loop):
+        self.kept = []
+        self.copies = []
+        self.hashes = []
+        self.arrived = asyncio.Queue()
+
+    def take(self, data):
+        index = len(self.copies)
+        self.copies.append(bytes(bytearray(data)))
+        self.hashes.append(hash(data))
+        if index % 4 == 1:
+            self.kept.append((index, data))
+        elif index % 4 == 2:
+            self.kept.append((index, memoryview(data)))
+        elif index % 4 == 3:
+            self.kept.append((index, data[100:]))
+        self.arrived.put_nowait(None)
+
+    def check(self):
+        copies_right = self.copies == [c for c in CHUNKS[: len(self.copies)]]
+        hashes_right = self.hashes == [hash(bytes(bytearray(c))) for c in self.copies]
+        kept_right = all(
+            bytes(kept) == (CHUNKS[i][100:] if i % 4 == 3 else CHUNKS[i]) for i, kept in self.kept
+        )
+        return len(self.copies), copies_right, hashes_right, kept_right
+
+
+class StreamKeeper(Keeper, asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.take(data)
+
+
+class DatagramKeeper(Keeper, asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.take(data)
+
+
+def test_stream_reads_keep_their_contents_and_hashes(loop):
+    async def main():
+        transport, proto, peer = await _pair(loop, lambda: StreamKeeper(loop))
+        for chunk in CHUNKS:
+            await loop.sock_sendall(peer, chunk)
+            await asyncio.wait_for(proto.arrived.get(), 10)
+        transport.close()
+        peer.close()
+        return proto.check()
+
+    assert loop.run_until_complete(main()) == (len(CHUNKS), True, True, True)
+
+
+def test_datagrams_keep_their_contents_and_hashes(loop):
+    async def main():
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: DatagramKeeper(loop), local_addr=("127.0.0.1", 0)
+        )
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.setblocking(False)
+        for chunk in CHUNKS:
+            await loop.sock_sendto(peer, chunk, transport.get_extra_info("sockname"))
+            await asyncio.wait_for(proto.arrived.get(), 10)
+        transport.close()
+        peer.close()
+        return proto.check()
+
+    assert loop.run_until_complete(main()) == (len(CHUNKS), True, True, True)
+
+
+def test_pipe_reads_keep_their_contents_and_hashes(loop):
+    async def main():
+        read_end, write_end = os.pipe()
+        transport, proto = await loop.connect_read_pipe(
+            lambda: StreamKeeper(loop), os.fdopen(read_end, "rb", 0)
+        )
+        for chunk in CHUNKS:
+            os.write(write_end, chunk)
+            await asyncio.wait_for(proto.arrived.get(), 10)
+        os.close(write_end)
+        transport.close()
+        return proto.check()
+
+    assert loop.run_until_complete(main()) == (len(CHUNKS), True, True, True)
