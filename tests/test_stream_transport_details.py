@@ -74,32 +74,23 @@ def test_more_than_one_read_buffer_at_once_then_eof(loop):
     assert loop.run_until_complete(main()) == (1 << 20, ["eof", "lost"])
 
 
-def test_writelines_sends_every_kind_of_chunk_in_order(loop):
-    async def main():
-        transport, proto, peer = await _pair(loop)
-        transport.writelines([b"ab", bytearray(b"cd"), memoryview(b"xxef")[2:], b"", b"g"])
-        transport.write_eof()
-        received = bytearray()
-        while chunk := await loop.sock_recv(peer, 100):
-            received += chunk
-        transport.close()
-        peer.close()
-        return bytes(received)
-
-    assert loop.run_until_complete(main()) == b"abcdefg"
-
-
 class _Bytes(bytes):
     pass
 
 
-def test_write_sends_every_kind_of_bytes_like_object_in_order(loop):
+@pytest.mark.parametrize("method", ["write", "writelines"])
+def test_every_kind_of_bytes_like_object_is_sent_in_order(loop, method):
     # ferroloop reads an exact bytes object in place and everything else through the buffer
-    # protocol: each kind must arrive whole and in order.
+    # protocol; writelines sends them all in one vectored send.
+    chunks = [b"ab", _Bytes(b"cd"), bytearray(b"ef"), memoryview(b"xxgh")[2:], b"", b"i"]
+
     async def main():
         transport, proto, peer = await _pair(loop)
-        for data in [b"ab", _Bytes(b"cd"), bytearray(b"ef"), memoryview(b"xxgh")[2:], b"", b"i"]:
-            transport.write(data)
+        if method == "write":
+            for data in chunks:
+                transport.write(data)
+        else:
+            transport.writelines(chunks)
         transport.write_eof()
         received = bytearray()
         while chunk := await loop.sock_recv(peer, 100):
@@ -263,6 +254,23 @@ def _takes_attributes(transport):
     # attributes of its own on it, as asyncio's transports allow.
     transport.user_note = "kept"
     return transport.user_note == "kept" and "user_note" in vars(transport)
+
+
+def test_ferroloop_per_message_methods_are_made_only_for_classes_with_the_core_slot():
+    from ferroloop._ferroloop import socket_transport_methods
+
+    # The native methods read `_core` at the slot offset of ferroloop's transports: a class
+    # that keeps it elsewhere gets no such methods.
+    class NoSlot:
+        _core = None
+
+    class ElsewhereSlot:
+        __slots__ = ("_before", "_also_before", "_core")
+
+    with pytest.raises(TypeError, match=r"NoSlot._core must be a slot"):
+        socket_transport_methods(NoSlot)
+    with pytest.raises(TypeError, match=r"ElsewhereSlot._core is not where"):
+        socket_transport_methods(ElsewhereSlot)
 
 
 def test_ferroloop_transport_methods_need_the_native_core():

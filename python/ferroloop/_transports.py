@@ -23,7 +23,7 @@ from ._ferroloop import (
     DatagramSocket,
     SocketStream,
     datagram_sendto_method,
-    native_base_methods,
+    is_closing_method,
     pipe_read_ready_method,
     pipe_write_methods,
     socket_transport_methods,
@@ -243,7 +243,7 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
 
 
 # What runs per message is native, with no Python frame in front of the core's work.
-_NativeTransport.is_closing = native_base_methods(_NativeTransport)
+_NativeTransport.is_closing = is_closing_method(_NativeTransport)
 SocketTransport.write, SocketTransport.writelines = socket_transport_methods(SocketTransport)
 DatagramTransport.sendto = datagram_sendto_method(DatagramTransport)
 

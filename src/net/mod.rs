@@ -18,6 +18,4 @@ pub use calls::{is_exit, LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_READ};
 pub use datagram::DatagramSocket;
 pub use pipe::{pipe_read_ready_method, pipe_write_methods};
 pub use stream::SocketStream;
-pub use transport_methods::{
-    datagram_sendto_method, native_base_methods, socket_transport_methods,
-};
+pub use transport_methods::{datagram_sendto_method, is_closing_method, socket_transport_methods};

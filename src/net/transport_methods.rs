@@ -23,23 +23,18 @@ use crate::method_descriptor::{
     method_descriptor,
 };
 
-/// The transports' base class (`_NativeTransport`) and where its `_core` slot sits in an object.
-struct CoreSlot {
-    base: Py<PyType>,
-    offset: isize,
-}
+/// Where the transports keep their native core: the offset of the `_core` slot in their objects.
+static CORE_OFFSET: OnceLock<isize> = OnceLock::new();
 
-static CORE_SLOT: OnceLock<CoreSlot> = OnceLock::new();
-
-/// Records where `base` keeps `_core`: a slot (`__slots__`) holding an object, or an error.
-fn record_core_slot(base: &Bound<'_, PyType>) -> PyResult<()> {
-    let py = base.py();
-    let descr = base.getattr(intern!(py, "_core"))?;
+/// The offset of `cls`'s `_core` slot, which must be a slot (`__slots__`) holding an object.
+fn core_slot_offset(cls: &Bound<'_, PyType>) -> PyResult<isize> {
+    let py = cls.py();
+    let descr = cls.getattr(intern!(py, "_core"))?;
     let member_type = &raw mut ffi::PyMemberDescr_Type;
     if descr.get_type().as_ptr() != member_type.cast::<ffi::PyObject>() {
         return Err(PyTypeError::new_err(format!(
             "{}._core must be a slot (__slots__)",
-            base.name()?
+            cls.name()?
         )));
     }
     // SAFETY: an object of exactly PyMemberDescr_Type is a PyMemberDescrObject, whose d_member
@@ -50,35 +45,23 @@ fn record_core_slot(base: &Bound<'_, PyType>) -> PyResult<()> {
             .cast::<ffi::PyMemberDef>()
     };
     if member.type_code != ffi::Py_T_OBJECT_EX {
-        return Err(PyTypeError::new_err("the _core slot must hold an object"));
+        return Err(PyTypeError::new_err(format!(
+            "{}._core must be a slot holding an object",
+            cls.name()?
+        )));
     }
-    let slot = CoreSlot {
-        base: base.clone().unbind(),
-        offset: member.offset,
-    };
-    if CORE_SLOT.set(slot).is_err() {
-        let recorded = CORE_SLOT.get().map(|slot| slot.base.bind(py));
-        if recorded.is_none_or(|b| !b.is(base)) {
-            return Err(PyTypeError::new_err(
-                "the transports' base class is already set",
-            ));
-        }
-    }
-    Ok(())
+    Ok(member.offset)
 }
 
-/// Checks that descriptors made for `cls` may read the `_core` slot: `cls` derives from the class
-/// whose slot offset is recorded (its objects hold the slot at that offset).
+/// Checks, before making method descriptors for `cls`, that its objects keep their core where the
+/// descriptors read it (the first class checked sets the place). Slots are inherited at their
+/// offset, so the objects of every subclass of `cls` keep it there too.
 fn check_core_slot(cls: &Bound<'_, PyType>) -> PyResult<()> {
-    let base = CORE_SLOT
-        .get()
-        .map(|slot| slot.base.bind(cls.py()))
-        .ok_or_else(|| PyTypeError::new_err("native_base_methods() must be called first"))?;
-    if !cls.is_subclass(base)? {
+    let offset = core_slot_offset(cls)?;
+    if *CORE_OFFSET.get_or_init(|| offset) != offset {
         return Err(PyTypeError::new_err(format!(
-            "{} does not derive from {}",
-            cls.name()?,
-            base.name()?
+            "{}._core is not where the other transports keep it",
+            cls.name()?
         )));
     }
     Ok(())
@@ -97,10 +80,10 @@ fn core<'py, T: PyClass>(
 /// `transport` must be an instance of a class `check_core_slot` accepted: the method descriptors
 /// made for such a class are called only with such instances (CPython checks `self`).
 fn core_object<'py>(py: Python<'py>, transport: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let offset = CORE_SLOT
-        .get()
-        .expect("descriptors exist only once the slot is recorded")
-        .offset;
+    let Some(&offset) = CORE_OFFSET.get() else {
+        // No descriptor is made before the offset is set (`check_core_slot`).
+        return Err(PyTypeError::new_err("no transport class has been checked"));
+    };
     // SAFETY: per the contract above, the object holds an object pointer (or NULL while unset)
     // at `offset`, as CPython's member descriptor reads it.
     let item = unsafe {
@@ -273,11 +256,10 @@ unsafe extern "C" fn is_closing_noargs(
     })
 }
 
-/// For the base class of both transports (`_NativeTransport`): records where its `_core` slot is,
-/// which the other methods read, and returns the native `is_closing`, as a method descriptor.
+/// The native `is_closing`, as a method descriptor of `cls` (the base of both transports).
 #[pyfunction]
-pub fn native_base_methods(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
-    record_core_slot(cls)?;
+pub fn is_closing_method(cls: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
+    check_core_slot(cls)?;
     cfunction_descriptor(
         cls,
         c"is_closing",
