@@ -126,13 +126,8 @@ impl DatagramSocket {
         }
         let addr = sockaddr::to_python(py, storage, len)?;
         if senders::is_cached_family(storage) {
-            let displaced =
-                self.state
-                    .borrow_mut(py)
-                    .senders
-                    .remember(addr.clone().unbind(), *storage, len);
-            // Dropped with the state no longer borrowed: dropping may run Python code.
-            drop(displaced);
+            let mut st = self.state.borrow_mut(py);
+            st.senders.remember(addr.clone().unbind(), *storage, len);
         }
         Ok(addr)
     }
@@ -265,9 +260,10 @@ impl DatagramSocket {
             }
             Io::Done((data, storage, len)) => {
                 let addr = self.sender_tuple(py, &storage, len)?;
-                let result = protocol.call_method1(intern!(py, "datagram_received"), (&data, addr));
-                read_bytes::recycle(data);
-                result.map(drop)
+                read_bytes::hand_over(data, |data| {
+                    protocol.call_method1(intern!(py, "datagram_received"), (data, addr))
+                })
+                .map(drop)
             }
         }
     }

@@ -37,9 +37,10 @@ fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
         Io::Failed(err) => Err(err),
         Io::Done(data) if !data.as_bytes().is_empty() => {
             let protocol = transport.getattr(intern!(py, "_protocol"))?;
-            let result = protocol.call_method1(intern!(py, "data_received"), (&data,));
-            read_bytes::recycle(data);
-            result.map(drop)
+            read_bytes::hand_over(data, |data| {
+                protocol.call_method1(intern!(py, "data_received"), (data,))
+            })
+            .map(drop)
         }
         Io::Done(_) => {
             let loop_ = transport.getattr(intern!(py, "_loop"))?;

@@ -46,12 +46,18 @@ pub fn bytes_of<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, data)
 }
 
-/// Keeps `bytes`, which `bytes_of` made, for the next read if this is its last reference.
-/// (Lengths 0 and 1 are CPython's shared singletons, never the last reference.)
-pub fn recycle(bytes: Bound<'_, PyBytes>) {
-    // SAFETY: a live object, read with the GIL held.
-    if unsafe { ffi::Py_REFCNT(bytes.as_ptr()) } == 1 {
+/// Hands `data`, which `bytes_of` made, to `deliver` (the protocol's callback), then keeps it for
+/// the next read if `deliver` left no reference to it behind.
+pub fn hand_over<'py, R>(
+    data: Bound<'py, PyBytes>,
+    deliver: impl FnOnce(&Bound<'py, PyBytes>) -> R,
+) -> R {
+    let result = deliver(&data);
+    // SAFETY: a live object, read with the GIL held. (Lengths 0 and 1 are CPython's shared
+    // singletons, never the last reference.)
+    if unsafe { ffi::Py_REFCNT(data.as_ptr()) } == 1 {
         // The spare it replaces, if any, is freed here: a bytes object runs no code when freed.
-        SPARE.set(Some(bytes.unbind()));
+        SPARE.set(Some(data.unbind()));
     }
+    result
 }

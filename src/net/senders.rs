@@ -79,14 +79,14 @@ impl Senders {
             .map(|sender| (sender.storage, sender.len))
     }
 
-    /// Remembers a new sender; returns the tuple it displaced, for the caller to drop once no
-    /// borrow is held.
+    /// Remembers a new sender, in place of the oldest once all slots are used. (The tuple it
+    /// displaces, of a str and ints, runs no code when freed.)
     pub fn remember(
         &mut self,
         addr: Py<PyAny>,
         storage: libc::sockaddr_storage,
         len: libc::socklen_t,
-    ) -> Option<Py<PyAny>> {
+    ) {
         let sender = Sender {
             addr,
             key: key(&storage, len),
@@ -95,11 +95,10 @@ impl Senders {
         };
         if self.slots.len() < CAPACITY {
             self.slots.push(sender);
-            return None;
+        } else {
+            self.slots[self.next] = sender;
+            self.next = (self.next + 1) % CAPACITY;
         }
-        let displaced = std::mem::replace(&mut self.slots[self.next], sender);
-        self.next = (self.next + 1) % CAPACITY;
-        Some(displaced.addr)
     }
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {

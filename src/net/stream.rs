@@ -101,8 +101,9 @@ impl SocketStream {
             }
             Io::Done(data) if data.as_bytes().is_empty() => self.read_eof(py, protocol),
             Io::Done(data) => {
-                let result = protocol.call_method1(intern!(py, "data_received"), (&data,));
-                read_bytes::recycle(data);
+                let result = read_bytes::hand_over(data, |data| {
+                    protocol.call_method1(intern!(py, "data_received"), (data,))
+                });
                 match result {
                     Ok(_) => Ok(()),
                     Err(err) => self.base.fatal_error(
