@@ -3,9 +3,9 @@
 //! A UDP server sees the same few peers over and over, and answers each datagram to the address
 //! it came with. Building that address tuple (`('127.0.0.1', 40000)`: a str formatted from the
 //! octets, an int, the tuple) and freeing it afterwards cost about 600 of the 4,100 instructions
-//! an echoed datagram took (callgrind); parsing it back for `sendto` cost more. So the last few
-//! senders are kept: a datagram from one of them is handed the tuple made for it before, and a
-//! reply to that very tuple needs no parsing. The tuples are immutable, made of a str and ints,
+//! an echoed datagram took (callgrind). So the last few senders are kept: a datagram from one of
+//! them is handed the tuple made for it before, and a reply to any of those tuples is sent to the
+//! kernel address it came from, without parsing the tuple back. The tuples are immutable, made of a str and ints,
 //! and equal to what asyncio would build; only their identity is shared between datagrams.
 
 use pyo3::prelude::*;
