@@ -111,6 +111,10 @@ def summarize(runs: dict[str, list[dict]], metric: str) -> dict[str, dict]:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
             "runs": len(ok),
         }
+        if metric == "time":
+            summary[loop]["cpu_us_per_op"] = statistics.median(
+                1e6 * r["cpu_seconds"] / r["ops"] for r in ok
+            )
     return summary
 
 
@@ -176,6 +180,25 @@ def markdown(results: dict, header: dict) -> str:
             share = f"{100 * ferro / entry['ceiling']:.0f}%" if ferro else "–"
             shown = fmt_value(ferro, "time") if ferro else "–"
             lines.append(f"| {name} | {fmt_value(entry['ceiling'], 'time')} | {shown} | {share} |")
+    placed = [(n, e) for n, e in results.items() if e.get("placement")]
+    if placed:
+        lines += [
+            "",
+            "CPU time of the measured process (the server) per operation, user and system, in",
+            "microseconds, median over the runs; lower is better. With the client on another core",
+            "this includes what the server's wake-ups cost it.",
+            "",
+            "| workload | " + " | ".join(header["loops"]) + " |",
+            "|---" * (len(header["loops"]) + 1) + "|",
+        ]
+        for name, entry in placed:
+            cells = [
+                f"{entry['summary'][lp]['cpu_us_per_op']:,.2f}"
+                if "cpu_us_per_op" in entry["summary"].get(lp, {})
+                else "–"
+                for lp in header["loops"]
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Geometric mean of ferroloop's ratio over every row:", ""]
     for base in ("asyncio", "uvloop", "rloop"):
         rs = [ratio(e["summary"], "ferroloop", base, e["metric"]) for e in results.values()]
@@ -220,15 +243,28 @@ def main() -> None:
     parser.add_argument("--loops", default=",".join(ALL_LOOPS))
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md + png")
+    parser.add_argument(
+        "--render", metavar="JSON", help="run nothing: report the runs saved in this results file"
+    )
     args = parser.parse_args()
 
-    loops = args.loops.split(",")
-    reps = args.reps or (3 if args.quick else 5)
     rows = {
         row: (name, workload, placement)
         for name, workload in ALL.items()
         for row, placement in placed_rows(name, workload)
     }
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        results = saved["results"]
+        for row, entry in results.items():
+            # Summarized again, so that a report of an older file has what reports have now.
+            entry["summary"] = summarize(entry["runs"], entry["metric"])
+            entry["placement"] = rows[row][2] if row in rows else None
+        report(results, saved["header"], None, args.docs)
+        return
+
+    loops = args.loops.split(",")
+    reps = args.reps or (3 if args.quick else 5)
     chosen = {row: spec for row, spec in rows.items() if not args.only or args.only in row}
     header = {
         "date": dt.date.today().isoformat(),
@@ -257,7 +293,13 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     runs[loop].append({"error": "timed out"})
         summary = summarize(runs, workload.metric)
-        results[row] = {"metric": workload.metric, "size": size, "summary": summary, "runs": runs}
+        results[row] = {
+            "metric": workload.metric,
+            "size": size,
+            "placement": placement,
+            "summary": summary,
+            "runs": runs,
+        }
         if workload.ceiling is not None:
             # The ceiling is a fixed Rust server: in quick mode one measurement is enough.
             ceilings = [workload.ceiling(size, placement) for _ in range(1 if args.quick else reps)]
@@ -270,19 +312,26 @@ def main() -> None:
         )
         print(f"{row}: {cells}", flush=True)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (out / f"{stamp}.json").write_text(json.dumps({"header": header, "results": results}, indent=1))
+    report(results, header, Path(args.out), args.docs)
+
+
+def report(results: dict, header: dict, out: Path | None, docs: bool) -> None:
+    """Prints the report; saves the runs and the report in `out`, and in docs/ if `docs`."""
     md = markdown(results, header)
-    (out / f"{stamp}.md").write_text(md)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        (out / f"{stamp}.json").write_text(
+            json.dumps({"header": header, "results": results}, indent=1)
+        )
+        (out / f"{stamp}.md").write_text(md)
     print()
     print(md)
-    if args.docs:
-        docs = ROOT / "docs"
-        docs.mkdir(exist_ok=True)
-        (docs / "benchmarks.md").write_text(md + "\n![speed-up chart](benchmarks.png)\n")
-        chart(results, header, docs / "benchmarks.png")
+    if docs:
+        folder = ROOT / "docs"
+        folder.mkdir(exist_ok=True)
+        (folder / "benchmarks.md").write_text(md + "\n![speed-up chart](benchmarks.png)\n")
+        chart(results, header, folder / "benchmarks.png")
 
 
 if __name__ == "__main__":

@@ -85,3 +85,50 @@ def test_instruction_counts_run_and_subtract_start_up():
     # Start-up (the interpreter, imports) is millions of instructions; one callback is thousands.
     assert small > 10_000_000
     assert 500 < instructions.per_op(small, large, 2_000) < 50_000
+
+
+def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
+    # Two loops, one placed row and one core row, as run.py saves them: the report gives the
+    # throughput table for both and the CPU-per-operation table for the placed row only.
+    def run(ops, cpu):
+        return {"ops": ops, "seconds": 1.0, "cpu_seconds": cpu, "peak_rss_mib": 20.0}
+
+    saved = {
+        "header": {
+            "date": "2026-12-05",
+            "machine": "test machine",
+            "versions": {"python": "3"},
+            "mode": "full",
+            "reps": 2,
+            "loops": ["asyncio", "ferroloop"],
+        },
+        "results": {
+            "UDP ping-pong 64 B [one core]": {
+                "metric": "time",
+                "size": 1,
+                "runs": {
+                    "asyncio": [run(1000, 0.02), run(1000, 0.04)],
+                    "ferroloop": [run(4000, 0.01), run(4000, 0.01)],
+                },
+            },
+            "call_soon chain": {
+                "metric": "time",
+                "size": 1,
+                "runs": {"asyncio": [run(10, 1.0)] * 2, "ferroloop": [run(40, 1.0)] * 2},
+            },
+        },
+    }
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--render", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "| UDP ping-pong 64 B [one core] | 1,000/s (1,000/s–1,000/s) | 4,000/s" in out
+    assert "| call_soon chain | 10/s (10/s–10/s) | 40/s (40/s–40/s) | 4.00x |" in out
+    cpu_table = out.split("CPU time of the measured process")[1].split("Geometric mean")[0]
+    assert "| UDP ping-pong 64 B [one core] | 30.00 | 2.50 |" in cpu_table
+    assert "call_soon chain" not in cpu_table
