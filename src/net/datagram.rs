@@ -127,7 +127,7 @@ impl DatagramSocket {
         let addr = sockaddr::to_python(py, storage, len)?;
         if senders::is_cached_family(storage) {
             let mut st = self.state.borrow_mut(py);
-            st.senders.remember(addr.clone().unbind(), *storage, len);
+            st.senders.remember(addr.clone().unbind(), storage, len);
         }
         Ok(addr)
     }

@@ -27,13 +27,13 @@ pub fn bytes_of<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
     if let Some(spare) = SPARE.take() {
         let spare = spare.into_bound(py);
         if spare.as_bytes().len() == data.len() {
-            // SAFETY: the spare is referenced by nothing but this function (see `recycle`), so
+            // SAFETY: the spare is referenced by nothing but this function (see `hand_over`), so
             // its contents may change; `data.len()` bytes fit, its length being that. Its cached
             // hash is reset, as it no longer describes the contents.
             unsafe {
                 let object = spare.as_ptr().cast::<ffi::PyBytesObject>();
-                #[allow(deprecated)]
                 // ob_shash: deprecated for readers, still the cache (3.9-3.14).
+                #[allow(deprecated)]
                 {
                     (*object).ob_shash = -1;
                 }

@@ -5,8 +5,9 @@
 //! octets, an int, the tuple) and freeing it afterwards cost about 600 of the 4,100 instructions
 //! an echoed datagram took (callgrind). So the last few senders are kept: a datagram from one of
 //! them is handed the tuple made for it before, and a reply to any of those tuples is sent to the
-//! kernel address it came from, without parsing the tuple back. The tuples are immutable, made of a str and ints,
-//! and equal to what asyncio would build; only their identity is shared between datagrams.
+//! kernel address it came from, without parsing the tuple back. The tuples are immutable, made of
+//! a str and ints, and equal to what asyncio would build; only their identity is shared between
+//! datagrams.
 
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
@@ -19,7 +20,7 @@ const CAPACITY: usize = 8;
 const KEY_SIZE: usize = std::mem::size_of::<libc::sockaddr_in6>();
 
 /// An IP address as the kernel reported it, zero-padded to a fixed size: compared whole, without
-/// a call to memcmp.
+/// a call to memcmp, and turned back into the socket address it came from.
 type Key = [u8; KEY_SIZE];
 
 fn key(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Key {
@@ -33,11 +34,23 @@ fn key(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Key {
     key
 }
 
+fn storage_of(key: &Key) -> libc::sockaddr_storage {
+    // SAFETY: an all-zero sockaddr_storage is valid, and KEY_SIZE bytes fit in it.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        std::ptr::copy_nonoverlapping(
+            key.as_ptr(),
+            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            KEY_SIZE,
+        );
+        storage
+    }
+}
+
 /// An IPv4 or IPv6 address as the kernel reported it, and the tuple handed to the protocol.
 struct Sender {
     addr: Py<PyAny>,
     key: Key,
-    storage: libc::sockaddr_storage,
     len: libc::socklen_t,
 }
 
@@ -76,7 +89,7 @@ impl Senders {
         self.slots
             .iter()
             .find(|sender| sender.addr.is(addr))
-            .map(|sender| (sender.storage, sender.len))
+            .map(|sender| (storage_of(&sender.key), sender.len))
     }
 
     /// Remembers a new sender, in place of the oldest once all slots are used. (The tuple it
@@ -84,13 +97,12 @@ impl Senders {
     pub fn remember(
         &mut self,
         addr: Py<PyAny>,
-        storage: libc::sockaddr_storage,
+        storage: &libc::sockaddr_storage,
         len: libc::socklen_t,
     ) {
         let sender = Sender {
             addr,
-            key: key(&storage, len),
-            storage,
+            key: key(storage, len),
             len,
         };
         if self.slots.len() < CAPACITY {
