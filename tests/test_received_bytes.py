@@ -61,12 +61,17 @@ class DatagramKeeper(Keeper, asyncio.DatagramProtocol):
         self.take(data)
 
 
+async def _feed(proto, send):
+    """Sends each chunk and waits until the protocol has it: each chunk is a read of its own."""
+    for chunk in CHUNKS:
+        await send(chunk)
+        await asyncio.wait_for(proto.arrived.get(), 10)
+
+
 def test_stream_reads_keep_their_contents_and_hashes(loop):
     async def main():
         transport, proto, peer = await _pair(loop, lambda: StreamKeeper(loop))
-        for chunk in CHUNKS:
-            await loop.sock_sendall(peer, chunk)
-            await asyncio.wait_for(proto.arrived.get(), 10)
+        await _feed(proto, lambda chunk: loop.sock_sendall(peer, chunk))
         transport.close()
         peer.close()
         return proto.check()
@@ -81,9 +86,8 @@ def test_datagrams_keep_their_contents_and_hashes(loop):
         )
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         peer.setblocking(False)
-        for chunk in CHUNKS:
-            await loop.sock_sendto(peer, chunk, transport.get_extra_info("sockname"))
-            await asyncio.wait_for(proto.arrived.get(), 10)
+        here = transport.get_extra_info("sockname")
+        await _feed(proto, lambda chunk: loop.sock_sendto(peer, chunk, here))
         transport.close()
         peer.close()
         return proto.check()
@@ -97,9 +101,11 @@ def test_pipe_reads_keep_their_contents_and_hashes(loop):
         transport, proto = await loop.connect_read_pipe(
             lambda: StreamKeeper(loop), os.fdopen(read_end, "rb", 0)
         )
-        for chunk in CHUNKS:
+
+        async def send(chunk):
             os.write(write_end, chunk)
-            await asyncio.wait_for(proto.arrived.get(), 10)
+
+        await _feed(proto, send)
         os.close(write_end)
         transport.close()
         return proto.check()
