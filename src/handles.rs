@@ -20,7 +20,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::context_vars;
 use crate::core::Entry;
@@ -388,7 +388,7 @@ impl Handle {
             info.push(format!("when={when}"));
         }
         if let Some(call) = call {
-            info.push(callback_source(call)?);
+            info.push(callback_source(slf, call)?);
         }
         if let Some(tb) = this.source_traceback(py) {
             let tb = tb.bind(py);
@@ -402,12 +402,19 @@ impl Handle {
     }
 }
 
-/// asyncio's description of a callback with its arguments (`format_helpers._format_callback_source`).
-fn callback_source(call: &Bound<'_, PyAny>) -> PyResult<String> {
+/// asyncio's description of the handle's callback (`format_helpers._format_callback_source`).
+/// From Python 3.13 on it shows the arguments only when the handle's loop is in debug mode, and
+/// `Handle` passes it `debug=`; before, the helper took no such argument and always showed them.
+fn callback_source(handle: &Bound<'_, Handle>, call: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = handle.py();
     let (callback, args) = (packed_call::callback(call), packed_call::args(call));
-    pyobjects::format_callback_source(call.py())?
-        .call1((callback, args))?
-        .extract()
+    let format = pyobjects::format_callback_source(py)?;
+    if py.version_info() < (3, 13) {
+        return format.call1((callback, args))?.extract();
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "debug"), loop_debug(&handle.get().loop_(py))?)?;
+    format.call((callback, args), Some(&kwargs))?.extract()
 }
 
 /// `call()` (a new reference or NULL with an exception set) with `context` entered, as
@@ -450,7 +457,7 @@ fn report_callback_error(
     if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
         return Err(err);
     }
-    let source = callback_source(call)?;
+    let source = callback_source(handle, call)?;
     let context = PyDict::new(py);
     context.set_item("message", format!("Exception in callback {source}"))?;
     context.set_item("exception", err.into_value(py))?;

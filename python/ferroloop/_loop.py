@@ -134,6 +134,9 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         self._selector = _SelectorView(self)
         self._transports = weakref.WeakValueDictionary()
         self._signal_handlers = {}
+        # Python 3.13+: the sockets of create_unix_server(cleanup_socket=True), by inode, whose
+        # files Server.close() removes.
+        self._unix_server_sockets = {}
         # The self-pipe only carries signal numbers here (call_soon_threadsafe has the native
         # waker), so it is made with the first signal handler: a loop that watches no fd skips
         # the zero-timeout poll of a busy turn, and an fd of its own would prevent that.
@@ -390,6 +393,11 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
                 )
         finally:
             self._current_handle = None
+            # A frame object can outlive this call: a coroutine's frame that ends while this
+            # frame calls it keeps it as f_back (a failed task's traceback does). Holding the
+            # handle, it would keep the task alive, and "Task exception was never retrieved"
+            # waiting for the garbage collector; asyncio's Handle._run drops `self` for this.
+            handle = None
 
     # Name resolution: numeric addresses are answered at once, names go to the executor.
 
