@@ -1,5 +1,6 @@
 # make demo   set everything up, run the create_task demo on ferroloop and on asyncio
 # make test   set everything up, run cargo test, pytest, the lints and CPython's asyncio suite
+# make test-pythons  the same pytest and CPython-suite runs on every other CPython installed here
 # make bench  set up a separate venv with uvloop and rloop, run the benchmarks (not part of test)
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
+.PHONY: test-pythons demo test build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,12 @@ conformance: build
 
 # pytest last: its closing line is the one CI reads.
 test: lint rust-test conformance py-test
+
+# CI's machines have CPython 3.11 only; where others are installed (pyenv's, or python3.X on PATH),
+# each gets a venv, a debug build, CPython's asyncio suite of its own version and pytest.
+OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13 3.14
+test-pythons: loadgen services
+	for v in $(OTHER_PYTHONS); do .ci/test-python $$v || exit 1; done
 
 $(BENCH_BIN)/.ready: benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
 
 import ferroloop
 import pytest
@@ -101,3 +102,24 @@ async def start_tls_server(server_ctx, handler=echo_handler):
     """A TLS stream server on 127.0.0.1 (the echo by default), and its port."""
     server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
     return server, server.sockets[0].getsockname()[1]
+
+
+async def peer_sendto(loop, sock, data, addr) -> None:
+    """`loop.sock_sendto`, new in Python 3.11; before it, a plain sendto (a datagram socket
+    does not wait for room)."""
+    if sys.version_info >= (3, 11):
+        await loop.sock_sendto(sock, data, addr)
+    else:
+        sock.sendto(data, addr)
+
+
+async def peer_recvfrom(loop, sock, size: int):
+    """`loop.sock_recvfrom`, new in Python 3.11; before it, one recvfrom once a reader fires."""
+    if sys.version_info >= (3, 11):
+        return await loop.sock_recvfrom(sock, size)
+    received = loop.create_future()
+    loop.add_reader(sock, lambda: received.done() or received.set_result(sock.recvfrom(size)))
+    try:
+        return await received
+    finally:
+        loop.remove_reader(sock)

@@ -9,6 +9,7 @@ import socket
 import sys
 
 import pytest
+from conftest import peer_recvfrom, peer_sendto
 
 
 class Collector(asyncio.DatagramProtocol):
@@ -44,10 +45,10 @@ def test_ipv4_datagrams_carry_the_sender_address(loop):
             lambda: Collector(loop), local_addr=("127.0.0.1", 0)
         )
         here = transport.get_extra_info("sockname")
-        await loop.sock_sendto(peer, b"ping", here)
+        await peer_sendto(loop, peer, b"ping", here)
         data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
         transport.sendto(b"pong", addr)
-        reply, source = await loop.sock_recvfrom(peer, 100)
+        reply, source = await peer_recvfrom(loop, peer, 100)
         from_peer = addr == peer.getsockname()
         transport.close()
         await proto.lost
@@ -68,13 +69,13 @@ def test_replies_reach_each_sender_whatever_came_in_between(loop):
         here = transport.get_extra_info("sockname")
         addrs = []
         for i, peer in enumerate(peers):
-            await loop.sock_sendto(peer, b"from %d" % i, here)
+            await peer_sendto(loop, peer, b"from %d" % i, here)
             data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
             addrs.append(addr)
         transport.sendto(b"to 0", addrs[0])
         transport.sendto(b"to 2", addrs[2])
         transport.sendto(b"to 1", ("127.0.0.1", addrs[1][1]))
-        replies = [(await loop.sock_recvfrom(peer, 100))[0] for peer in peers]
+        replies = [(await peer_recvfrom(loop, peer, 100))[0] for peer in peers]
         own = [addr == peer.getsockname() for addr, peer in zip(addrs, peers)]
         transport.close()
         await proto.lost
@@ -98,12 +99,12 @@ def test_more_senders_than_ferroloop_remembers_each_get_their_own_address(loop):
         wrong = []
         for round_ in range(3):
             for i in [*range(0, 20, 2), *range(1, 20, 2)]:
-                await loop.sock_sendto(peers[i], b"%d.%d" % (round_, i), here)
+                await peer_sendto(loop, peers[i], b"%d.%d" % (round_, i), here)
                 data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
                 if data != b"%d.%d" % (round_, i) or addr != peers[i].getsockname():
                     wrong.append((round_, i, data, addr))
                 transport.sendto(b"re " + data, addr)
-                reply, source = await asyncio.wait_for(loop.sock_recvfrom(peers[i], 100), 10)
+                reply, source = await asyncio.wait_for(peer_recvfrom(loop, peers[i], 100), 10)
                 if reply != b"re " + data or source != here:
                     wrong.append((round_, i, reply, source))
         transport.close()
@@ -127,10 +128,10 @@ def test_ipv6_addresses_are_four_tuples(loop):
         transport, proto = await loop.create_datagram_endpoint(
             lambda: Collector(loop), local_addr=("::1", 0)
         )
-        await loop.sock_sendto(peer, b"six", transport.get_extra_info("sockname"))
+        await peer_sendto(loop, peer, b"six", transport.get_extra_info("sockname"))
         data, addr = await asyncio.wait_for(proto.datagrams.get(), 10)
         transport.sendto(b"back", addr)
-        reply, _ = await loop.sock_recvfrom(peer, 100)
+        reply, _ = await peer_recvfrom(loop, peer, 100)
         from_peer = addr == peer.getsockname()
         transport.close()
         peer.close()
@@ -147,11 +148,11 @@ def test_unix_datagrams_carry_paths_and_abstract_names(loop, tmp_path):
         named = _peer(socket.AF_UNIX, str(tmp_path / "client"))
         abstract = _peer(socket.AF_UNIX, b"\0ferroloop-test-%d" % id(transport))
         for peer in (named, abstract):
-            await loop.sock_sendto(peer, b"hi", str(tmp_path / "server"))
+            await peer_sendto(loop, peer, b"hi", str(tmp_path / "server"))
         first = await asyncio.wait_for(proto.datagrams.get(), 10)
         second = await asyncio.wait_for(proto.datagrams.get(), 10)
         transport.sendto(b"to-abstract", second[1])
-        reply, _ = await loop.sock_recvfrom(abstract, 100)
+        reply, _ = await peer_recvfrom(loop, abstract, 100)
         from_abstract = second[1] == abstract.getsockname()
         transport.close()
         named.close()
@@ -176,9 +177,9 @@ def test_remote_addr_is_enforced_and_empty_data_follows_the_python_version(loop)
             transport.sendto(b"x", ("127.0.0.1", 9))
         transport.sendto(b"")
         transport.sendto(b"after-empty", peer.getsockname())
-        received = [(await loop.sock_recvfrom(peer, 100))[0]]
+        received = [(await peer_recvfrom(loop, peer, 100))[0]]
         if received[0] == b"":
-            received.append((await loop.sock_recvfrom(peer, 100))[0])
+            received.append((await peer_recvfrom(loop, peer, 100))[0])
         transport.close()
         peer.close()
         return str(info.value), received
@@ -216,7 +217,7 @@ def test_host_names_are_resolved_by_the_socket(loop):
             lambda: Collector(loop), local_addr=("127.0.0.1", 0)
         )
         transport.sendto(b"by-name", ("localhost", peer.getsockname()[1]))
-        data, _ = await loop.sock_recvfrom(peer, 100)
+        data, _ = await peer_recvfrom(loop, peer, 100)
         transport.close()
         peer.close()
         return data
@@ -261,7 +262,7 @@ def test_sendto_sends_every_kind_of_bytes_like_object(loop):
         there = peer.getsockname()
         for data in [b"ab", _Bytes(b"cd"), bytearray(b"ef"), memoryview(b"xxgh")[2:]]:
             transport.sendto(data, there)
-        received = [(await loop.sock_recvfrom(peer, 100))[0] for _ in range(4)]
+        received = [(await peer_recvfrom(loop, peer, 100))[0] for _ in range(4)]
         transport.close()
         await proto.lost
         peer.close()
@@ -280,7 +281,7 @@ def test_sendto_takes_its_arguments_as_a_python_method_does(loop):
         transport.sendto(b"1", addr=there)
         transport.sendto(data=b"2", addr=there)
         transport.sendto(b"3", there)
-        received = [(await loop.sock_recvfrom(peer, 100))[0] for _ in range(3)]
+        received = [(await peer_recvfrom(loop, peer, 100))[0] for _ in range(3)]
         errors = []
         for args, kwargs in [
             ((), {}),
@@ -291,9 +292,9 @@ def test_sendto_takes_its_arguments_as_a_python_method_does(loop):
         ]:
             with pytest.raises(TypeError) as info:
                 transport.sendto(*args, **kwargs)
-            # The class name differs (asyncio's is _SelectorDatagramTransport): what follows it
-            # is CPython's message for a Python method `sendto(self, data, addr=None)`.
-            errors.append(str(info.value).partition(".sendto() ")[2])
+            # The class name differs (asyncio's is _SelectorDatagramTransport; Python 3.9 names
+            # none): what follows is CPython's message for a method `sendto(self, data, addr=None)`.
+            errors.append(str(info.value).partition("sendto() ")[2])
         transport.close()
         await proto.lost
         peer.close()

@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 
+import ferroloop
 import pytest
 from conftest import run_turns
 
@@ -242,6 +243,13 @@ def test_close_while_running_is_refused(loop):
     ],
 )
 def test_scheduling_argument_errors(loop, call, message):
+    if sys.version_info < (3, 11):
+        if message == "when cannot be None" and not isinstance(loop, ferroloop.EventLoop):
+            pytest.skip("asyncio's only check before 3.11 is an assert: AssertionError")
+        if message == "delay must not be None":  # no check before 3.11: the sum fails
+            message = "unsupported operand type(s) for +: 'float' and 'NoneType'"
+    if sys.version_info < (3, 10):  # argument errors name functions by qualified name from 3.10
+        message = message.replace("BaseEventLoop.", "")
     with pytest.raises(TypeError) as info:
         call(loop)
     assert str(info.value) == message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 from unittest import mock
 
 import ferroloop
@@ -170,4 +171,6 @@ def test_the_c_task_callbacks_were_learnt_at_import():
 
     if asyncio.Task is asyncio.tasks._PyTask:
         pytest.skip("this Python has no C Task, so there is nothing to learn")
+    if sys.version_info < (3, 10):
+        pytest.skip("3.9's C Task wakes through a TaskWakeupMethWrapper, not learnt: handles")
     assert _task_calls.LEARNT

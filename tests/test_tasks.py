@@ -49,6 +49,7 @@ def test_task_interface(loop):
     assert loop.run_until_complete(task) == 7
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is new in 3.11")
 def test_create_task_with_context(loop):
     var = contextvars.ContextVar("var", default="none")
     ctx = contextvars.copy_context()

@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import socket
 import ssl
+import sys
 
 import pytest
 from conftest import start_tls_server
@@ -54,6 +55,7 @@ def test_tls_echo_of_odd_chunks_and_extra_info(loop, server_ctx, client_ctx):
     assert info == (True, ("DNS", "localhost"), True, None)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in 3.11")
 def test_start_tls_upgrades_both_sides(loop, server_ctx, client_ctx):
     async def main():
         upgraded = loop.create_future()

@@ -20,6 +20,10 @@ from conftest import echo_handler, start_tls_server
 
 pytest.importorskip("trustme")
 
+# Python 3.9 and 3.10 run asyncio's own sslproto of their time, on ferroloop as on asyncio; what
+# 3.11's rewrite (which ferroloop's native TLS protocol follows) added is not there to test.
+BEFORE_311 = sys.version_info < (3, 11)
+
 ODD_CHUNKS = [1, 7, 4093, 65537, 3, 12345, 1 << 20, 999_983]
 TEN_MB = 10 * 1024 * 1024
 
@@ -113,6 +117,7 @@ def test_ten_megabytes_echo_in_odd_chunks(loop, server_ctx, client_ctx):
     assert loop.run_until_complete(main()) == payload
 
 
+@pytest.mark.skipif(BEFORE_311, reason="get_read_buffer_limits is new in 3.11's sslproto")
 def test_the_transport_and_protocol_are_asyncio_s_kinds(loop, server_ctx, client_ctx):
     async def main():
         server, port = await start_tls_server(server_ctx)
@@ -143,6 +148,7 @@ def test_the_transport_and_protocol_are_asyncio_s_kinds(loop, server_ctx, client
         assert ssl_protocol._is_transport_closing() is False
 
 
+@pytest.mark.skipif(BEFORE_311, reason="ssl_shutdown_timeout is new in 3.11")
 def test_a_peer_that_never_answers_close_notify_times_out(loop, server_ctx, client_ctx):
     listener = socket.create_server(("127.0.0.1", 0))
     done = threading.Event()
@@ -215,6 +221,9 @@ def test_write_flow_control_pauses_and_resumes_the_application(loop, server_ctx,
     assert size_at_resume <= 16 * 1024
 
 
+@pytest.mark.skipif(
+    BEFORE_311, reason="3.9/3.10's SSL transport cannot pause reading before its handshake"
+)
 def test_pause_reading_holds_decrypted_data_back(loop, server_ctx, client_ctx):
     async def main():
         server, port = await start_tls_server(server_ctx)
@@ -305,10 +314,12 @@ def test_close_notify_reaches_eof_received(loop, server_ctx, client_ctx, caplog,
 
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         data, events = loop.run_until_complete(main())
-    assert (data, events) == (b"bye", ["made", "eof", ("lost", None, "")])
+    # close_notify reaches eof_received from 3.11's sslproto on.
+    eof = [] if BEFORE_311 else ["eof"]
+    assert (data, events) == (b"bye", ["made", *eof, ("lost", None, "")])
     warned = [r.getMessage() for r in caplog.records]
     expected = ["returning true from eof_received() has no effect when using ssl"]
-    assert warned == (expected if keep_open else [])
+    assert warned == (expected if keep_open and not BEFORE_311 else [])
 
 
 def test_writes_after_close_are_dropped_then_logged(loop, server_ctx, client_ctx, caplog):
@@ -325,8 +336,10 @@ def test_writes_after_close_are_dropped_then_logged(loop, server_ctx, client_ctx
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         closing = loop.run_until_complete(main())
     warned = [r.getMessage() for r in caplog.records]
-    # The counter starts at 0: writes 6, 7 and 8 are logged.
-    assert (closing, warned) == (True, ["SSL connection is closed"] * 3)
+    # The counter starts at 0: writes 6, 7 and 8 are logged (from 3.11's sslproto on; the one
+    # before drops them without a word).
+    logged = 0 if BEFORE_311 else 3
+    assert (closing, warned) == (True, ["SSL connection is closed"] * logged)
 
 
 def test_a_custom_sslobject_class_is_used(loop, ca, server_ctx):
@@ -355,6 +368,9 @@ def test_a_custom_sslobject_class_is_used(loop, ca, server_ctx):
 
 @pytest.mark.parametrize("argument", ["ssl_handshake_timeout", "ssl_shutdown_timeout"])
 def test_timeouts_must_be_positive(loop, server_ctx, client_ctx, argument):
+    if argument == "ssl_shutdown_timeout" and BEFORE_311:
+        pytest.skip("ssl_shutdown_timeout is new in 3.11")
+
     async def main():
         server, port = await start_tls_server(server_ctx)
         async with server:

@@ -6,7 +6,7 @@ and `_ferroloop.DatagramSocket`; these classes are the asyncio transports that p
 asyncio's own code see, with what runs per connection: set-up, extra info, the repr, error
 reports, `connection_lost`. They follow CPython's `selector_events._SelectorSocketTransport` and
 `_SelectorDatagramTransport`, and keep the private attributes asyncio's code reads (`_sock`,
-`_sock_fd`, `_loop`, `_protocol_paused`, `_make_empty_waiter`, `_force_close`...).
+`_sock_fd`, `_loop`, `_paused`, `_protocol_paused`, `_make_empty_waiter`, `_force_close`...).
 """
 
 from __future__ import annotations
@@ -114,6 +114,11 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
 
     def resume_reading(self):
         self._core.resume_reading()
+
+    @property
+    def _paused(self):
+        # Python 3.9 and 3.10's sslproto reads it when a TLS write waits for a read.
+        return self._core.reading_paused
 
     # Flow control of the write buffer.
 

@@ -19,6 +19,7 @@ use pyo3::types::{PyString, PyTuple};
 
 use super::task_calls::TaskCall;
 use super::{LoopCore, Ready};
+use crate::errors::named_in_errors;
 use crate::method_descriptor::call_for_cpython_returning;
 use crate::packed_call;
 
@@ -33,12 +34,20 @@ enum Entry {
 
 impl Entry {
     fn name(self) -> &'static str {
+        self.qualified_name().trim_start_matches("BaseEventLoop.")
+    }
+
+    fn qualified_name(self) -> &'static str {
         match self {
-            Entry::Soon => "call_soon",
-            Entry::SoonThreadsafe => "call_soon_threadsafe",
-            Entry::Later => "call_later",
-            Entry::At => "call_at",
+            Entry::Soon => "BaseEventLoop.call_soon",
+            Entry::SoonThreadsafe => "BaseEventLoop.call_soon_threadsafe",
+            Entry::Later => "BaseEventLoop.call_later",
+            Entry::At => "BaseEventLoop.call_at",
         }
+    }
+
+    fn described(self, py: Python<'_>) -> &'static str {
+        named_in_errors(py, self.qualified_name())
     }
 
     /// The parameters before `*args`, in order.
@@ -51,7 +60,7 @@ impl Entry {
     }
 }
 
-fn missing_error(entry: Entry, missing: &[&str]) -> PyErr {
+fn missing_error(py: Python<'_>, entry: Entry, missing: &[&str]) -> PyErr {
     let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
     let list = match quoted.as_slice() {
         [one] => one.clone(),
@@ -64,8 +73,8 @@ fn missing_error(entry: Entry, missing: &[&str]) -> PyErr {
         "arguments"
     };
     PyTypeError::new_err(format!(
-        "BaseEventLoop.{}() missing {} required positional {plural}: {list}",
-        entry.name(),
+        "{}() missing {} required positional {plural}: {list}",
+        entry.described(py),
         missing.len()
     ))
 }
@@ -116,14 +125,14 @@ unsafe fn call_impl(
             }
             let Some(index) = params.iter().position(|p| *p == name) else {
                 return Err(PyTypeError::new_err(format!(
-                    "BaseEventLoop.{}() got an unexpected keyword argument '{name}'",
-                    entry.name()
+                    "{}() got an unexpected keyword argument '{name}'",
+                    entry.described(py)
                 )));
             };
             if values[index].is_some() {
                 return Err(PyTypeError::new_err(format!(
-                    "BaseEventLoop.{}() got multiple values for argument '{name}'",
-                    entry.name()
+                    "{}() got multiple values for argument '{name}'",
+                    entry.described(py)
                 )));
             }
             values[index] = Some(value);
@@ -136,7 +145,7 @@ unsafe fn call_impl(
         .map(|(p, _)| *p)
         .collect();
     if !missing.is_empty() {
-        return Err(missing_error(entry, &missing));
+        return Err(missing_error(py, entry, &missing));
     }
     let [first, second] = values;
     let (first, second) = (first.expect("checked above"), second);

@@ -209,7 +209,8 @@ impl LoopCore {
         call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
-        if delay.is_none() {
+        // Python 3.11 added this check; before, the sum below failed on None.
+        if delay.is_none() && slf.py().version_info() >= (3, 11) {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let now = clock::monotonic();

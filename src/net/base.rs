@@ -108,6 +108,11 @@ impl TransportBase {
         self.state.borrow(py).closing
     }
 
+    /// `pause_reading()` is in effect (asyncio's `_paused`), closing or not.
+    pub fn reading_paused(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).paused
+    }
+
     pub fn is_reading(&self, py: Python<'_>) -> bool {
         let st = self.state.borrow(py);
         !st.closing && !st.paused
@@ -440,6 +445,11 @@ macro_rules! shared_transport_methods {
             #[getter]
             fn protocol_paused(&self, py: pyo3::Python<'_>) -> bool {
                 self.base().protocol_paused(py)
+            }
+
+            #[getter]
+            fn reading_paused(&self, py: pyo3::Python<'_>) -> bool {
+                self.base().reading_paused(py)
             }
 
             /// After `connection_lost`: lets go of the loop, the transport and the protocol.

@@ -18,6 +18,7 @@ use pyo3::PyClass;
 
 use super::base::NativeTransport;
 use super::{DatagramSocket, SocketStream};
+use crate::errors::named_in_errors;
 use crate::method_descriptor::{
     call_for_cpython, call_for_cpython_returning, cfunction_descriptor, meth_o_entry,
     method_descriptor,
@@ -142,7 +143,7 @@ pub fn socket_transport_methods(cls: &Bound<'_, PyType>) -> PyResult<(Py<PyAny>,
     ))
 }
 
-const SENDTO: &str = "DatagramTransport.sendto()";
+const SENDTO: &str = "DatagramTransport.sendto";
 
 /// `sendto(data, addr=None)`'s arguments, with the errors CPython gives a Python method of that
 /// signature.
@@ -158,7 +159,8 @@ unsafe fn sendto_arguments<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
     if nargs > 2 {
         return Err(PyTypeError::new_err(format!(
-            "{SENDTO} takes from 2 to 3 positional arguments but {} were given",
+            "{}() takes from 2 to 3 positional arguments but {} were given",
+            named_in_errors(py, SENDTO),
             nargs + 1
         )));
     }
@@ -176,13 +178,15 @@ unsafe fn sendto_arguments<'py>(
                 "addr" => 1,
                 other => {
                     return Err(PyTypeError::new_err(format!(
-                        "{SENDTO} got an unexpected keyword argument '{other}'"
+                        "{}() got an unexpected keyword argument '{other}'",
+                        named_in_errors(py, SENDTO)
                     )))
                 }
             };
             if slots[i].is_some() {
                 return Err(PyTypeError::new_err(format!(
-                    "{SENDTO} got multiple values for argument '{}'",
+                    "{}() got multiple values for argument '{}'",
+                    named_in_errors(py, SENDTO),
                     name.to_str()?
                 )));
             }
@@ -192,7 +196,8 @@ unsafe fn sendto_arguments<'py>(
     let [data, addr] = slots;
     let data = data.ok_or_else(|| {
         PyTypeError::new_err(format!(
-            "{SENDTO} missing 1 required positional argument: 'data'"
+            "{}() missing 1 required positional argument: 'data'",
+            named_in_errors(py, SENDTO)
         ))
     })?;
     Ok((data, addr))
