@@ -11,7 +11,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: test-pythons demo test build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
+.PHONY: demo test test-pythons build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
