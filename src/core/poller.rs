@@ -5,6 +5,12 @@
 //! mio's epoll instance, without `EPOLLET`; mio still does the polling, the event parsing and the
 //! waker. (Edge-triggered registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to
 //! behave this way: one syscall per event, which level-triggered epoll does not need.)
+//!
+//! What level-triggered epoll costs instead is one more poll of each fd it reported, at the next
+//! `epoll_wait`. A build with every fd edge-triggered (not correct as it stood: a read that left a
+//! FIN behind got no second edge) measured what leaving it out is worth: on HTTP keep-alive with
+//! the server and wrk on two cores, 2.7% of the server's CPU per request and no throughput
+//! (210,565 against 210,482 requests/s, 5 alternating runs each); 0.96x on TCP echo 1 KiB.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
