@@ -286,6 +286,21 @@ def test_abstract_unix_socket(loop):
     assert loop.run_until_complete(main()) == b"hi"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="cleanup_socket is new in Python 3.13")
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_unix_server_close_removes_its_socket_file(loop, tmp_path, cleanup):
+    path = str(tmp_path / "server.sock")
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, path, cleanup_socket=cleanup)
+        present = os.path.exists(path)
+        server.close()
+        await server.wait_closed()
+        return present, os.path.exists(path)
+
+    assert loop.run_until_complete(main()) == (True, not cleanup)
+
+
 def test_read_pipe_from_a_subprocess(loop):
     async def main():
         r, w = os.pipe()
