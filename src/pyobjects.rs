@@ -40,6 +40,7 @@ cached_attr!(
 cached_attr!(thread_get_ident, "threading", "get_ident");
 
 cached_attr!(asyncio_logger, "asyncio.log", "logger");
+cached_attr!(selector_key, "selectors", "SelectorKey");
 
 fn cached_type<'py>(
     py: Python<'py>,

@@ -129,3 +129,60 @@ def test_fd_closed_behind_the_loops_back(loop):
     b.close()
     run_turns(loop, 2)
     assert loop.remove_reader(fd) is True
+
+
+def test_a_socket_closed_while_watched_is_found_by_identity(loop):
+    # A closed socket's fileno() is -1; selectors then look the object up among the registered
+    # ones, so it can still be unregistered (anyio closes a socket, then removes its reader).
+    a, b = socket.socketpair()
+    loop.add_reader(a, print)
+    fd = a.fileno()
+    a.close()
+    key = loop._selector.get_key(a)
+    assert (key.fileobj, key.fd, key.events) == (a, fd, 1)
+    assert loop.remove_reader(a) is True
+    with pytest.raises(ValueError, match="^Invalid file descriptor: -1$"):
+        loop.remove_reader(a)
+    b.close()
+
+
+def test_a_closed_socket_never_watched_is_invalid(loop):
+    a, b = socket.socketpair()
+    a.close()
+    b.close()
+    with pytest.raises(ValueError, match="^Invalid file descriptor: -1$"):
+        loop.remove_writer(a)
+    with pytest.raises(ValueError, match="^Invalid file descriptor: -1$"):
+        loop.add_reader(a, print)
+
+
+def test_changing_a_closed_fds_watch_fails_and_forgets_it(loop):
+    a, b = socket.socketpair()
+    loop.add_reader(a, print)
+    loop.add_writer(a, print)
+    a.close()
+    with pytest.raises(OSError) as info:
+        loop.remove_reader(a)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(ValueError, match="^Invalid file descriptor: -1$"):
+        loop.remove_writer(a)
+    b.close()
+
+
+def test_a_number_closed_and_opened_again_behind_the_loops_back(loop):
+    a, b = socket.socketpair()
+    loop.add_reader(a.fileno(), print)
+    c, d = socket.socketpair()
+    # The watched socket is closed and another opened under its number, in one step.
+    os.dup2(c.fileno(), a.fileno())
+    c.close()
+    with pytest.raises(FileNotFoundError):
+        loop.add_writer(a.fileno(), print)
+    assert loop.remove_reader(a.fileno()) is False, "the failed change forgot the fd"
+    calls = []
+    loop.add_writer(a.fileno(), calls.append, "w")
+    run_turns(loop)
+    assert calls == ["w"]
+    assert loop.remove_writer(a.fileno()) is True
+    for s in (a, b, d):
+        s.close()

@@ -106,9 +106,7 @@ class _SelectorView:
         key = loop._fd_key(fileobj) if loop is not None else None
         if key is None:
             raise KeyError(f"{fileobj!r} is not registered")
-        mask, reader, writer = key
-        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
-        return selectors.SelectorKey(fileobj, fd, mask, (reader, writer))
+        return key
 
     def close(self) -> None:
         """Nothing to release: the poller belongs to the loop."""

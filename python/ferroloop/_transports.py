@@ -83,7 +83,7 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
         loop = self._loop
         if loop is not None and not loop.is_closed():
             key = loop._fd_key(self._sock_fd)
-            events = key[0] if key is not None else 0
+            events = key.events if key is not None else 0
             info.append("read=polling" if events & selectors.EVENT_READ else "read=idle")
             state = "polling" if events & selectors.EVENT_WRITE else "idle"
             info.append(f"write=<{state}, bufsize={self.get_write_buffer_size()}>")

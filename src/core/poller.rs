@@ -212,8 +212,14 @@ impl Interests {
                 self.watched.insert(fd, (read, write));
                 Ok(())
             }
+            (Some(was), true) if was == (read, write) => Ok(()),
             (Some(_), true) => {
-                self.ctl(libc::EPOLL_CTL_MOD, fd, epoll_bits(read, write))?;
+                if let Err(err) = self.ctl(libc::EPOLL_CTL_MOD, fd, epoll_bits(read, write)) {
+                    // As selectors unregister a key they failed to modify: the fd was closed
+                    // (EBADF), or closed and its number opened again (ENOENT).
+                    self.watched.remove(&fd);
+                    return Err(err);
+                }
                 self.watched.insert(fd, (read, write));
                 Ok(())
             }
@@ -360,6 +366,45 @@ mod tests {
         unsafe {
             libc::close(r);
             libc::close(w);
+        }
+    }
+
+    #[test]
+    fn a_number_closed_while_watched_and_opened_again_is_forgotten_when_changed() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        interests.set(r, true, false).unwrap();
+        let (r2, w2) = pipe();
+        // SAFETY: fds this test opened. dup2 closes the watched file (which leaves the epoll set
+        // with it) and opens another under its number in one step, so no other test's fd is hit.
+        unsafe {
+            assert_eq!(libc::dup2(r2, r), r);
+            libc::close(r2);
+        }
+        let err = interests.set(r, true, true).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(
+            !interests.is_watched(r),
+            "forgotten, as selectors forget the key"
+        );
+        interests.set(r, true, false).unwrap();
+        write_byte(w2);
+        let mut out = vec![];
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![Readiness {
+                fd: r,
+                read: true,
+                write: false
+            }]
+        );
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+            libc::close(w2);
         }
     }
 

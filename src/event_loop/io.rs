@@ -1,19 +1,18 @@
 //! `_add_reader`, `_remove_reader`, `_add_writer`, `_remove_writer`: level-triggered fd callbacks.
 //! The public `add_reader` & co. are asyncio's own (they first check that no transport owns the fd).
 
+use std::io;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
-use super::{FdCallbacks, LoopCore};
+use super::{FdCallbacks, LoopCore, LoopState};
 use crate::errors::os_error;
 use crate::handles::Handle;
 use crate::packed_call;
-
-/// A selector key's events mask (EVENT_READ 1, EVENT_WRITE 2), reader and writer.
-type SelectorKey = (u8, Option<Py<Handle>>, Option<Py<Handle>>);
+use crate::pyobjects;
 
 /// An fd from an int or an object with `fileno()`, with `selectors`' errors for bad ones.
 pub(crate) fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
@@ -39,11 +38,30 @@ pub(crate) fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 }
 
 impl LoopCore {
+    /// The fd `fileobj` names, found as selectors find it: from the object itself, or, when it
+    /// no longer gives a valid fd (a socket closed while watched), among the objects fds were
+    /// registered through, by identity; else the first error stands.
+    fn registered_fd(&self, fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+        let err = match fileobj_to_fd(fileobj) {
+            Ok(fd) => return Ok(fd),
+            Err(err) => err,
+        };
+        let py = fileobj.py();
+        let st = self.state.borrow(py);
+        st.fd_callbacks
+            .iter()
+            .find(|(_, cbs)| cbs.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
+            .map(|(&fd, _)| fd)
+            .ok_or(err)
+    }
+
     /// Calls `callback(*args)` whenever `fd` is readable (or writable), replacing the fd's
-    /// previous reader (or writer).
+    /// previous reader (or writer). `fileobj` is the object the caller named the fd with (None
+    /// for a number): like a selector key's, the one the fd was first registered through.
     pub(crate) fn add_fd_callback(
         slf: &Bound<'_, LoopCore>,
         fd: RawFd,
+        fileobj: Option<&Bound<'_, PyAny>>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         reader: bool,
@@ -56,15 +74,21 @@ impl LoopCore {
         let handle = Py::new(py, LoopCore::new_handle(slf, &call, None, None)?)?;
         let replaced = {
             let mut st = this.state.borrow_mut(py);
-            let st = &mut *st;
             let (read, write) = st.interests.get(fd);
             let (read, write) = if reader { (true, write) } else { (read, true) };
-            st.interests.set(fd, read, write).map_err(os_error)?;
-            let slot = st.fd_callbacks.entry(fd).or_default();
+            if let Err((err, forgotten)) = watch(&mut st, fd, read, write) {
+                drop(st);
+                drop(forgotten);
+                return Err(os_error(err));
+            }
+            let cbs = st.fd_callbacks.entry(fd).or_insert_with(|| FdCallbacks {
+                fileobj: fileobj.map(|o| o.clone().unbind()),
+                ..FdCallbacks::default()
+            });
             let slot = if reader {
-                &mut slot.reader
+                &mut cbs.reader
             } else {
-                &mut slot.writer
+                &mut cbs.writer
             };
             slot.replace(handle.clone_ref(py))
         };
@@ -81,34 +105,42 @@ impl LoopCore {
         fd: RawFd,
         reader: bool,
     ) -> PyResult<bool> {
-        let removed = {
-            let mut st = self.state.borrow_mut(py);
-            if st.closed {
-                return Ok(false);
-            }
-            let st = &mut *st;
-            let Some(slot) = st.fd_callbacks.get_mut(&fd) else {
-                return Ok(false);
-            };
-            let removed = if reader {
-                slot.reader.take()
-            } else {
-                slot.writer.take()
-            };
-            let FdCallbacks {
-                reader: r,
-                writer: w,
-            } = slot;
-            let (read, write) = (r.is_some(), w.is_some());
-            if !read && !write {
-                st.fd_callbacks.remove(&fd);
-            }
-            // In a forked child the epoll set is the parent's: only the bookkeeping changes.
-            if !self.is_inherited_through_fork() {
-                st.interests.set(fd, read, write).map_err(os_error)?;
-            }
-            removed
+        let mut st = self.state.borrow_mut(py);
+        if st.closed {
+            return Ok(false);
+        }
+        let Some(cbs) = st.fd_callbacks.get_mut(&fd) else {
+            return Ok(false);
         };
+        let (read, write) = if reader {
+            (false, cbs.writer.is_some())
+        } else {
+            (cbs.reader.is_some(), false)
+        };
+        // In a forked child the epoll set is the parent's: only the bookkeeping changes.
+        if !self.is_inherited_through_fork() {
+            if let Err((err, forgotten)) = watch(&mut st, fd, read, write) {
+                drop(st);
+                drop(forgotten);
+                return Err(os_error(err));
+            }
+        }
+        let Some(cbs) = st.fd_callbacks.get_mut(&fd) else {
+            return Ok(false);
+        };
+        let removed = if reader {
+            cbs.reader.take()
+        } else {
+            cbs.writer.take()
+        };
+        let unwatched = if read || write {
+            None
+        } else {
+            st.fd_callbacks.remove(&fd)
+        };
+        drop(st);
+        // Released outside the borrow: dropping a file object may run Python code.
+        drop(unwatched);
         match removed {
             Some(handle) => {
                 Handle::cancel_bound(handle.bind(py))?;
@@ -117,6 +149,20 @@ impl LoopCore {
             None => Ok(false),
         }
     }
+}
+
+/// Watches `fd` for exactly (read, write). When the kernel refuses a change, the fd is
+/// forgotten, as selectors unregister a key they failed to modify; its callbacks come back to be
+/// released once the state is no longer borrowed (releasing them may run Python code).
+fn watch(
+    st: &mut LoopState,
+    fd: RawFd,
+    read: bool,
+    write: bool,
+) -> Result<(), (io::Error, Option<FdCallbacks>)> {
+    st.interests
+        .set(fd, read, write)
+        .map_err(|err| (err, st.fd_callbacks.remove(&fd)))
 }
 
 #[pymethods]
@@ -128,7 +174,8 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
-        LoopCore::add_fd_callback(slf, fileobj_to_fd(fd)?, callback, args, true)
+        let fd_number = slf.get().registered_fd(fd)?;
+        LoopCore::add_fd_callback(slf, fd_number, named(fd), callback, args, true)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -138,30 +185,45 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
-        LoopCore::add_fd_callback(slf, fileobj_to_fd(fd)?, callback, args, false)
+        let fd_number = slf.get().registered_fd(fd)?;
+        LoopCore::add_fd_callback(slf, fd_number, named(fd), callback, args, false)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd = fileobj_to_fd(fd)?;
+        let fd = self.registered_fd(fd)?;
         self.remove_fd_callback(py, fd, true)
     }
 
     fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd = fileobj_to_fd(fd)?;
+        let fd = self.registered_fd(fd)?;
         self.remove_fd_callback(py, fd, false)
     }
 
-    /// What the loop watches `fd` for, as a selector key would say it: (events mask, reader
-    /// handle, writer handle), or None. Transports' reprs read it through `loop._selector`.
-    fn _fd_key(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<SelectorKey>> {
-        let fd = fileobj_to_fd(fd)?;
-        let st = self.state.borrow(py);
-        Ok(st.fd_callbacks.get(&fd).map(|cbs| {
+    /// The `selectors.SelectorKey` a selector would hold for `fd` (fileobj, fd, events mask,
+    /// (reader, writer)), or None. `loop._selector` and transports' reprs read it.
+    fn _fd_key<'py>(&self, fd: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = fd.py();
+        let fd = self.registered_fd(fd)?;
+        let key = {
+            let st = self.state.borrow(py);
+            let Some(cbs) = st.fd_callbacks.get(&fd) else {
+                return Ok(None);
+            };
             let reader = cbs.reader.as_ref().map(|h| h.clone_ref(py));
             let writer = cbs.writer.as_ref().map(|h| h.clone_ref(py));
             // selectors.EVENT_READ is 1, EVENT_WRITE is 2.
             let mask = u8::from(reader.is_some()) | (u8::from(writer.is_some()) << 1);
-            (mask, reader, writer)
-        }))
+            let fileobj = match &cbs.fileobj {
+                Some(obj) => obj.clone_ref(py).into_bound(py),
+                None => fd.into_pyobject(py)?.into_any(),
+            };
+            (fileobj, fd, mask, (reader, writer))
+        };
+        pyobjects::selector_key(py)?.call1(key).map(Some)
     }
+}
+
+/// The object a caller named an fd with, kept as a selector key's `fileobj`; None for a number.
+fn named<'a, 'py>(fileobj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyAny>> {
+    (!fileobj.is_instance_of::<PyInt>()).then_some(fileobj)
 }

@@ -54,6 +54,9 @@ use crate::handles::Handle;
 struct FdCallbacks {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    /// The file object (not an int) the fd was last registered through: a selector key's
+    /// `fileobj`, found by identity once the object has no fd any more (a closed socket).
+    fileobj: Option<Py<PyAny>>,
 }
 
 struct LoopState {
@@ -270,6 +273,7 @@ impl LoopCore {
         for callbacks in st.fd_callbacks.values() {
             visit.call(&callbacks.reader)?;
             visit.call(&callbacks.writer)?;
+            visit.call(&callbacks.fileobj)?;
         }
         visit.call(&st.task_factory)?;
         gc::walk_queue(&st, &mut |obj: &Py<PyAny>| visit.call(obj))

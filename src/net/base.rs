@@ -154,6 +154,7 @@ impl TransportBase {
         LoopCore::add_fd_callback(
             &self.loop_(py)?,
             self.fd,
+            None,
             &callback,
             &PyTuple::empty(py),
             reader,
