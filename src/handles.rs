@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::context_vars;
@@ -73,9 +73,46 @@ impl Drop for Handle {
     }
 }
 
+/// A number of seconds as asyncio keeps a timer's deadline: the value, and whether it was given
+/// as an int (`call_at(when)` stores `when` as it is; `when()` gives it back as it came).
+#[derive(Clone, Copy)]
+pub struct Seconds {
+    pub value: f64,
+    pub is_int: bool,
+}
+
+impl Seconds {
+    pub fn float(value: f64) -> Self {
+        Seconds {
+            value,
+            is_int: false,
+        }
+    }
+
+    /// An int, kept as one if a float holds it exactly.
+    pub fn int(value: i64) -> Self {
+        let as_float = value as f64;
+        Seconds {
+            value: as_float,
+            is_int: as_float as i64 == value,
+        }
+    }
+
+    fn to_python<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.is_int {
+            Ok((self.value as i64).into_pyobject(py)?.into_any())
+        } else {
+            Ok(PyFloat::new(py, self.value).into_any())
+        }
+    }
+}
+
 #[pyclass(frozen, extends = Handle, module = "ferroloop")]
 pub struct TimerHandle {
     when: f64,
+    /// Kept beside `scheduled` rather than as a `Seconds`, whose padding would add 8 bytes to
+    /// every timer.
+    when_is_int: bool,
     /// True while the timer sits in the heap (asyncio's `TimerHandle._scheduled`).
     scheduled: AtomicBool,
 }
@@ -384,7 +421,7 @@ impl Handle {
             info.push("cancelled".to_owned());
         }
         if let Ok(timer) = slf.cast::<TimerHandle>() {
-            let when = PyFloat::new(py, timer.get().when).repr()?;
+            let when = timer.get().when().to_python(py)?.repr()?;
             info.push(format!("when={when}"));
         }
         if let Some(call) = call {
@@ -576,10 +613,18 @@ impl Handle {
 
 impl TimerHandle {
     /// A timer for `when`, `scheduled` if it goes into the loop's heap at once.
-    pub(crate) fn new(when: f64, scheduled: bool) -> Self {
+    pub(crate) fn new(when: Seconds, scheduled: bool) -> Self {
         TimerHandle {
-            when,
+            when: when.value,
+            when_is_int: when.is_int,
             scheduled: AtomicBool::new(scheduled),
+        }
+    }
+
+    fn when(&self) -> Seconds {
+        Seconds {
+            value: self.when,
+            is_int: self.when_is_int,
         }
     }
 }
@@ -590,24 +635,28 @@ impl TimerHandle {
     #[pyo3(signature = (when, callback, args, r#loop, context=None))]
     fn py_new(
         py: Python<'_>,
-        when: f64,
+        when: &Bound<'_, PyAny>,
         callback: Py<PyAny>,
         args: &Bound<'_, PyAny>,
         r#loop: Py<PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let base = Handle::py_new(py, callback, args, r#loop, context)?;
+        let when = match when.extract::<i64>() {
+            Ok(i) if when.is_instance_of::<PyInt>() => Seconds::int(i),
+            _ => Seconds::float(when.extract()?),
+        };
         Ok(PyClassInitializer::from(base).add_subclass(TimerHandle::new(when, false)))
     }
 
     #[pyo3(name = "when")]
-    fn py_when(&self) -> f64 {
-        self.when
+    fn py_when<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.when().to_python(py)
     }
 
     #[getter]
-    fn _when(&self) -> f64 {
-        self.when
+    fn _when<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.when().to_python(py)
     }
 
     #[getter]

@@ -98,6 +98,15 @@ def test_loop_repr(loop):
     assert re.fullmatch(r"<\w+ running=False closed=False debug=False>", repr(loop))
 
 
+def test_set_debug_takes_any_value_by_its_truth(loop):
+    loop.set_debug(1)
+    assert loop.get_debug()
+    loop.set_debug(0)
+    assert not loop.get_debug()
+    loop.set_debug([])
+    assert not loop.get_debug()
+
+
 def test_debug_mode_records_where_handles_were_created(loop):
     loop.set_debug(True)
     h = loop.call_soon(print)

@@ -439,6 +439,21 @@ def test_fired_timer_in_a_reference_cycle_is_collected(loop):
     assert ref() is None
 
 
+def test_a_deadline_keeps_the_type_call_at_was_given(loop):
+    # asyncio stores call_at's `when` as it is; aiohttp rounds deadlines up to whole seconds
+    # and reads them back as ints.
+    at_int = loop.call_at(10**6, print)
+    at_float = loop.call_at(10.0**6, print)
+    later = loop.call_later(1, print)
+    assert type(at_int.when()) is int and at_int.when() == 10**6 == at_int._when
+    assert "when=1000000 " in repr(at_int)
+    assert type(at_float.when()) is float and "when=1000000.0 " in repr(at_float)
+    assert type(later.when()) is float
+    assert at_int == at_float and hash(at_int) == hash(at_float)
+    for handle in (at_int, at_float, later):
+        handle.cancel()
+
+
 def test_a_handle_cancelled_after_debug_was_turned_on_keeps_its_repr(loop):
     h = loop.call_soon(print, "x")
     assert h._source_traceback is None and h._repr is None

@@ -198,9 +198,13 @@ impl LoopCore {
         self.debug(py)
     }
 
+    /// asyncio's `set_debug` stores whatever it is given (`set_debug(0)` is common); the loop
+    /// keeps its truth value.
     #[setter(_debug)]
-    fn set_debug_attr(&self, py: Python<'_>, value: bool) {
-        self.state.borrow_mut(py).debug = value;
+    fn set_debug_attr(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let debug = value.is_truthy()?;
+        self.state.borrow_mut(value.py()).debug = debug;
+        Ok(())
     }
 
     #[getter(_closed)]

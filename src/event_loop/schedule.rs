@@ -7,7 +7,7 @@ use pyo3::types::{PyFloat, PyInt};
 use super::LoopCore;
 use crate::core::clock;
 use crate::errors::os_error;
-use crate::handles::{Handle, TimerHandle};
+use crate::handles::{Handle, Seconds, TimerHandle};
 use crate::packed_call;
 use crate::pyobjects;
 
@@ -108,7 +108,7 @@ impl LoopCore {
 
     fn schedule_at(
         slf: &Bound<'_, LoopCore>,
-        when: f64,
+        when: Seconds,
         call: &Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
         method: &str,
@@ -121,10 +121,10 @@ impl LoopCore {
         )?;
         // CPython accepts NaN and, since no comparison with NaN is true, treats it as already
         // due; order it first so that it fires on the next turn, as it does there.
-        let key = if when.is_nan() {
+        let key = if when.value.is_nan() {
             f64::NEG_INFINITY
         } else {
-            when
+            when.value
         };
         let running = {
             let mut st = slf.get().state.borrow_mut(py);
@@ -139,14 +139,18 @@ impl LoopCore {
     }
 }
 
-/// A deadline or delay as a float; other numbers go through Python so that their errors
-/// (e.g. "unsupported operand type(s) for +") are the ones asyncio's arithmetic raises.
-fn as_seconds(value: &Bound<'_, PyAny>) -> Option<f64> {
+/// A deadline or delay given as a float or an int; other numbers go through Python so that their
+/// errors (e.g. "unsupported operand type(s) for +") are the ones asyncio's arithmetic raises.
+fn as_seconds(value: &Bound<'_, PyAny>) -> Option<Seconds> {
     if let Ok(f) = value.cast_exact::<PyFloat>() {
-        return Some(f.value());
+        return Some(Seconds::float(f.value()));
     }
     if value.cast_exact::<PyInt>().is_ok() {
-        return value.extract::<f64>().ok();
+        // An int a float holds exactly stays an int, as asyncio keeps `call_at(when)`'s `when`.
+        if let Ok(i) = value.extract::<i64>() {
+            return Some(Seconds::int(i));
+        }
+        return value.extract::<f64>().ok().map(Seconds::float);
     }
     None
 }
@@ -215,10 +219,10 @@ impl LoopCore {
         }
         let now = clock::monotonic();
         let when = match as_seconds(delay) {
-            Some(d) => now + d,
+            Some(d) => now + d.value,
             None => PyFloat::new(slf.py(), now).add(delay)?.extract::<f64>()?,
         };
-        LoopCore::schedule_at(slf, when, call, context, "call_at")
+        LoopCore::schedule_at(slf, Seconds::float(when), call, context, "call_at")
     }
 
     /// `call_at`, once its arguments are sorted out (see `fastcall`).
@@ -233,7 +237,7 @@ impl LoopCore {
         }
         let when = match as_seconds(when) {
             Some(w) => w,
-            None => when.extract::<f64>().map_err(|_| {
+            None => when.extract::<f64>().map(Seconds::float).map_err(|_| {
                 PyTypeError::new_err(format!(
                     "'<' not supported between instances of '{}' and 'float'",
                     when.get_type()
