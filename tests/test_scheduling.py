@@ -8,6 +8,7 @@ import math
 import sys
 import threading
 import time
+from unittest import mock
 
 import ferroloop
 import pytest
@@ -452,6 +453,45 @@ def test_a_deadline_keeps_the_type_call_at_was_given(loop):
     assert at_int == at_float and hash(at_int) == hash(at_float)
     for handle in (at_int, at_float, later):
         handle.cancel()
+
+
+def test_a_patched_loop_time_moves_the_timers(loop):
+    # asyncio's turn and call_later read the clock through self.time(); tests patch it.
+    async def main():
+        now = loop.time()
+        fired = []
+        with mock.patch.object(loop, "time") as patched:
+            patched.return_value = now
+            loop.call_at(now + 100, fired.append, "at")
+            later = loop.call_later(50, fired.append, "later")
+            assert later.when() == now + 50
+            patched.return_value = now + 100
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert fired == ["later", "at"]
+        assert "time" not in vars(loop)
+        # The real clock is back.
+        start = time.monotonic()
+        await asyncio.sleep(0.01)
+        assert 0.005 < time.monotonic() - start < 1
+
+    loop.run_until_complete(main())
+
+
+def test_a_subclass_time_is_the_loops_clock(loop):
+    class Ahead(type(loop)):
+        def time(self):
+            return super().time() + 1000
+
+    ahead = Ahead()
+    try:
+        fired = []
+        ahead.call_at(time.monotonic() + 500, fired.append, "due")
+        ahead.call_soon(ahead.call_soon, ahead.stop)
+        ahead.run_forever()
+        assert fired == ["due"], "500 s from now by time.monotonic() is past by the loop's clock"
+    finally:
+        ahead.close()
 
 
 def test_a_handle_cancelled_after_debug_was_turned_on_keeps_its_repr(loop):

@@ -140,6 +140,8 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         # the zero-timeout poll of a busy turn, and an fd of its own would prevent that.
         self._ssock = self._csock = None
         self.set_debug(coroutines._is_debug_mode())
+        # A subclass's own time() is where the turn must read the time.
+        self._check_clock()
 
     def run_forever(self) -> None:
         self._check_closed()

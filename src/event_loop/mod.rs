@@ -23,6 +23,7 @@
 //! variables, an immutable mapping it shares with the caller's context, and makes its Context
 //! when it runs (`context_vars.rs`).
 
+mod clock_source;
 mod fastcall;
 mod gc;
 mod io;
@@ -31,6 +32,7 @@ mod task_calls;
 mod tasks;
 mod turn;
 
+use clock_source::ClockSource;
 pub use task_calls::_register_task_calls;
 use task_calls::Ready;
 
@@ -54,8 +56,8 @@ use crate::handles::Handle;
 struct FdCallbacks {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
-    /// The file object (not an int) the fd was last registered through: a selector key's
-    /// `fileobj`, found by identity once the object has no fd any more (a closed socket).
+    /// The file object (not an int) the fd was registered through: a selector key's `fileobj`,
+    /// found by identity once the object has no fd any more (a closed socket).
     fileobj: Option<Py<PyAny>>,
 }
 
@@ -73,6 +75,8 @@ struct LoopState {
     /// `threading.get_ident()` of the thread running the loop, or None when it is not running.
     thread_id: Option<Py<PyAny>>,
     task_factory: Option<Py<PyAny>>,
+    /// Where the turn and `call_later` read the time (see `clock_source`).
+    clock: ClockSource,
 }
 
 #[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
@@ -174,6 +178,7 @@ impl LoopCore {
                 debug: false,
                 thread_id: None,
                 task_factory: None,
+                clock: ClockSource::default(),
             }),
             poller: Mutex::new(poller),
             waker,

@@ -157,10 +157,6 @@ fn as_seconds(value: &Bound<'_, PyAny>) -> Option<Seconds> {
 
 #[pymethods]
 impl LoopCore {
-    fn time(&self) -> f64 {
-        clock::monotonic()
-    }
-
     /// Queues an existing handle for the next turn (asyncio's `_add_callback`, which its signal
     /// handling uses). A handle of another class (asyncio's own) is run through its `_run`.
     fn _add_callback(slf: &Bound<'_, LoopCore>, handle: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -216,6 +212,9 @@ impl LoopCore {
         // Python 3.11 added this check; before, the sum below failed on None.
         if delay.is_none() && slf.py().version_info() >= (3, 11) {
             return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        if let Some(when) = LoopCore::replaced_time_plus(slf, delay)? {
+            return LoopCore::call_at_impl(slf, &when, call, context);
         }
         let now = clock::monotonic();
         let when = match as_seconds(delay) {

@@ -161,15 +161,18 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_not_inherited()?;
+        let replaced_now = LoopCore::replaced_time(slf)?;
         let timeout = {
             let mut st = this.state.borrow_mut(py);
             let stopping = st.stopping;
-            st.scheduler.poll_timeout(clock::monotonic, stopping)
+            st.scheduler
+                .poll_timeout(|| replaced_now.unwrap_or_else(clock::monotonic), stopping)
         };
         this.poll_io(py, timeout)?;
+        let replaced_now = LoopCore::replaced_time(slf)?;
         let (ntodo, debug) = {
             let mut st = this.state.borrow_mut(py);
-            let end_time = || clock::monotonic() + CLOCK_RESOLUTION;
+            let end_time = || replaced_now.unwrap_or_else(clock::monotonic) + CLOCK_RESOLUTION;
             (st.scheduler.collect_due(end_time), st.debug)
         };
         for _ in 0..ntodo {
