@@ -11,7 +11,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test test-pythons build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
+.PHONY: demo test test-pythons peer-suites build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,12 @@ test: lint rust-test conformance py-test
 OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13 3.14
 test-pythons: loadgen services
 	for v in $(OTHER_PYTHONS); do .ci/test-python $$v || exit 1; done
+
+# Other projects' own suites (anyio, aiohttp, uvicorn, asyncssh, uvloop's asyncio classes), each
+# on asyncio and on ferroloop's release wheel; fails if a test fails on ferroloop only. Needs the
+# network, about 20 minutes; not part of `make test`. PEER_SUITES picks some.
+peer-suites: bench-install
+	$(BENCH_BIN)/python -m conformance.peer_suites --wheel $(wildcard target/wheels/*.whl) $(PEER_SUITES)
 
 $(BENCH_BIN)/.ready: benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
