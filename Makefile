@@ -76,7 +76,7 @@ test-pythons: loadgen services
 # on asyncio and on ferroloop's release wheel; fails if a test fails on ferroloop only. Needs the
 # network, about 20 minutes; not part of `make test`. PEER_SUITES picks some.
 peer-suites: bench-install
-	$(BENCH_BIN)/python -m conformance.peer_suites --wheel $(wildcard target/wheels/*.whl) $(PEER_SUITES)
+	$(BENCH_BIN)/python -m conformance.peer_suites --wheel target/wheels/*.whl $(PEER_SUITES)
 
 $(BENCH_BIN)/.ready: benchmarks/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
