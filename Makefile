@@ -72,9 +72,9 @@ OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13 3.14
 test-pythons: loadgen services
 	for v in $(OTHER_PYTHONS); do .ci/test-python $$v || exit 1; done
 
-# Other projects' own suites (anyio, aiohttp, uvicorn, asyncssh, uvloop's asyncio classes), each
-# on asyncio and on ferroloop's release wheel; fails if a test fails on ferroloop only. Needs the
-# network, about 20 minutes; not part of `make test`. PEER_SUITES picks some.
+# Other projects' own suites (anyio, aiohttp, uvicorn, asyncssh, starlette, uvloop's asyncio
+# classes), each on asyncio and on ferroloop's release wheel; fails if a test fails on ferroloop
+# only. Needs the network, about 20 minutes; not part of `make test`. PEER_SUITES picks some.
 peer-suites: bench-install
 	$(BENCH_BIN)/python -m conformance.peer_suites --wheel target/wheels/*.whl $(PEER_SUITES)
 

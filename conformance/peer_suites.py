@@ -137,6 +137,26 @@ SUITES = {
         ],
         [*PYTEST, "tests", "-o", "addopts=", "-n", "2", "--ignore", "tests/benchmarks"],
     ),
+    "starlette": Suite(
+        "1.10.0",
+        ["starlette[full]==1.10.0", "httpx2[zstd]>=2.0.0", "blockbuster>=1.5.23"]
+        + ["importlib-metadata", "opentelemetry-sdk", "pytest>=9.1.1", "sniffio", "trio"],
+        [
+            ("tests/conftest.py", "import functools\n", "import functools\nimport os\n"),
+            (
+                "tests/conftest.py",
+                "@pytest.fixture(autouse=HAS_BLOCKBUSTER)\n",
+                "@pytest.fixture\n"
+                "def anyio_backend() -> Any:\n"
+                '    if os.environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
+                "        import ferroloop\n\n"
+                '        return ("asyncio", {"loop_factory": ferroloop.new_event_loop})\n'
+                '    return "asyncio"\n\n\n'
+                "@pytest.fixture(autouse=HAS_BLOCKBUSTER)\n",
+            ),
+        ],
+        [*PYTEST, "tests"],
+    ),
     "asyncssh": Suite(
         "2.24.1",
         ["bcrypt", "cryptography", "typing_extensions", "pytest", "pytest-xdist"],
