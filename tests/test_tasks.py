@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import sys
 
 import pytest
@@ -59,6 +60,22 @@ def test_create_task_with_context(loop):
         return var.get()
 
     assert loop.run_until_complete(loop.create_task(read(), context=ctx)) == "ctx"
+
+
+def test_create_task_passes_other_keywords_on_from_3_13_3(loop):
+    # gh-128307: from 3.13.3 create_task forwards any keyword (eager_start...) to Task.
+    async def work():
+        return 1
+
+    coro = work()
+    if sys.version_info >= (3, 13, 3):
+        assert loop.run_until_complete(loop.create_task(coro, eager_start=False)) == 1
+        return
+    prefix = "BaseEventLoop." if sys.version_info >= (3, 10) else ""
+    message = f"{prefix}create_task() got an unexpected keyword argument 'eager_start'"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        loop.create_task(coro, eager_start=False)
+    coro.close()
 
 
 def test_task_factory(loop):

@@ -9,11 +9,13 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::LoopCore;
+use crate::errors::named_in_errors;
 use crate::pyobjects;
 
-/// Python 3.13 forwards any keyword of `create_task` to the task factory or to `Task`.
+/// From Python 3.13.3, `create_task` forwards any keyword to the task factory or to `Task`
+/// (gh-128307; 3.13.0-3.13.2 take `name` and `context` only).
 fn forwards_all_kwargs(py: Python<'_>) -> bool {
-    py.version_info() >= (3, 13)
+    py.version_info() >= (3, 13, 3)
 }
 
 fn set_task_name(task: &Bound<'_, PyAny>, name: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -113,7 +115,8 @@ impl LoopCore {
             if !forwards_all_kwargs(py) {
                 let key = kwargs.keys().get_item(0)?;
                 return Err(PyTypeError::new_err(format!(
-                    "create_task() got an unexpected keyword argument {}",
+                    "{}() got an unexpected keyword argument {}",
+                    named_in_errors(py, "BaseEventLoop.create_task"),
                     key.repr()?
                 )));
             }
