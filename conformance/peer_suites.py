@@ -159,9 +159,9 @@ SUITES = {
     ),
     "asyncssh": Suite(
         "2.24.1",
-        ["bcrypt", "cryptography", "typing_extensions", "pytest", "pytest-xdist"],
+        ["bcrypt", "cryptography", "typing_extensions", "pytest", "pytest-timeout", "pytest-xdist"],
         [("tests/util.py", "    import uvloop\n", "    import ferroloop as uvloop\n")],
-        [*PYTEST, "tests", "-o", "addopts=", "-n", "2"],
+        [*PYTEST, "tests", "-o", "addopts=", "-n", "2", "--timeout", "120"],
         env={"ferroloop": {"USE_UVLOOP": "1"}},
     ),
     "uvloop": Suite(
