@@ -223,7 +223,7 @@ def apply_patches(tree: Path, patches: list[tuple[str, str, str]]) -> None:
 
 
 def failures(output: str) -> set[str]:
-    """Failing test ids: pytest's short summary, or unittest's verbose lines."""
+    """Failing test ids: pytest's short summary lines, or unittest's FAIL:/ERROR: headings."""
     found = set(re.findall(r"^(?:FAILED|ERROR) (\S+\.py(?:::\S+)?)", output, re.M))
     found |= set(re.findall(r"^(?:FAIL|ERROR): (\w+ \([\w.]+\))", output, re.M))
     return found
