@@ -23,28 +23,15 @@ pub(super) struct ClockSource {
 }
 
 impl LoopCore {
-    /// The time by `self.time()` if that was replaced, else None: the caller reads the monotonic
-    /// clock when (and only if) it needs it.
-    pub(super) fn replaced_time(slf: &Bound<'_, LoopCore>) -> PyResult<Option<f64>> {
-        if !slf.get().state.borrow(slf.py()).clock.replaced {
-            return Ok(None);
-        }
-        slf.call_method0(intern!(slf.py(), "time"))?
-            .extract()
-            .map(Some)
-    }
-
-    /// `self.time() + delay` as asyncio's `call_later` computes it, if `time` was replaced.
-    pub(super) fn replaced_time_plus<'py>(
+    /// What `self.time()` returns, if `time` was replaced; else None, and the caller reads the
+    /// monotonic clock when (and only if) it needs it.
+    pub(super) fn replaced_time<'py>(
         slf: &Bound<'py, LoopCore>,
-        delay: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         if !slf.get().state.borrow(slf.py()).clock.replaced {
             return Ok(None);
         }
-        slf.call_method0(intern!(slf.py(), "time"))?
-            .add(delay)
-            .map(Some)
+        slf.call_method0(intern!(slf.py(), "time")).map(Some)
     }
 
     fn note_time_attribute(

@@ -1,7 +1,7 @@
 //! `_add_reader`, `_remove_reader`, `_add_writer`, `_remove_writer`: level-triggered fd callbacks.
 //! The public `add_reader` & co. are asyncio's own (they first check that no transport owns the fd).
 
-use std::io;
+use std::cell::RefMut;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyValueError;
@@ -73,14 +73,10 @@ impl LoopCore {
         let call = packed_call::pack(callback, args)?.into_bound(py);
         let handle = Py::new(py, LoopCore::new_handle(slf, &call, None, None)?)?;
         let replaced = {
-            let mut st = this.state.borrow_mut(py);
+            let st = this.state.borrow_mut(py);
             let (read, write) = st.interests.get(fd);
             let (read, write) = if reader { (true, write) } else { (read, true) };
-            if let Err((err, forgotten)) = watch(&mut st, fd, read, write) {
-                drop(st);
-                drop(forgotten);
-                return Err(os_error(err));
-            }
+            let mut st = watch(st, fd, read, write)?;
             let cbs = st.fd_callbacks.entry(fd).or_insert_with(|| FdCallbacks {
                 fileobj: fileobj.map(|o| o.clone().unbind()),
                 ..FdCallbacks::default()
@@ -119,11 +115,7 @@ impl LoopCore {
         };
         // In a forked child the epoll set is the parent's: only the bookkeeping changes.
         if !self.is_inherited_through_fork() {
-            if let Err((err, forgotten)) = watch(&mut st, fd, read, write) {
-                drop(st);
-                drop(forgotten);
-                return Err(os_error(err));
-            }
+            st = watch(st, fd, read, write)?;
         }
         let Some(cbs) = st.fd_callbacks.get_mut(&fd) else {
             return Ok(false);
@@ -151,18 +143,24 @@ impl LoopCore {
     }
 }
 
-/// Watches `fd` for exactly (read, write). When the kernel refuses a change, the fd is
-/// forgotten, as selectors unregister a key they failed to modify; its callbacks come back to be
-/// released once the state is no longer borrowed (releasing them may run Python code).
+/// Watches `fd` for exactly (read, write), and hands the borrowed state back. When the kernel
+/// refuses a change, the fd is forgotten, as selectors unregister a key they failed to modify:
+/// its callbacks are released after the borrow ends (releasing them may run Python code).
 fn watch(
-    st: &mut LoopState,
+    mut st: RefMut<'_, LoopState>,
     fd: RawFd,
     read: bool,
     write: bool,
-) -> Result<(), (io::Error, Option<FdCallbacks>)> {
-    st.interests
-        .set(fd, read, write)
-        .map_err(|err| (err, st.fd_callbacks.remove(&fd)))
+) -> PyResult<RefMut<'_, LoopState>> {
+    match st.interests.set(fd, read, write) {
+        Ok(()) => Ok(st),
+        Err(err) => {
+            let forgotten = st.fd_callbacks.remove(&fd);
+            drop(st);
+            drop(forgotten);
+            Err(os_error(err))
+        }
+    }
 }
 
 #[pymethods]

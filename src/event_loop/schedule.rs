@@ -213,8 +213,9 @@ impl LoopCore {
         if delay.is_none() && slf.py().version_info() >= (3, 11) {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        if let Some(when) = LoopCore::replaced_time_plus(slf, delay)? {
-            return LoopCore::call_at_impl(slf, &when, call, context);
+        // asyncio's call_later is `self.call_at(self.time() + delay, ...)`.
+        if let Some(now) = LoopCore::replaced_time(slf)? {
+            return LoopCore::call_at_impl(slf, &now.add(delay)?, call, context);
         }
         let now = clock::monotonic();
         let when = match as_seconds(delay) {

@@ -161,7 +161,9 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_not_inherited()?;
-        let replaced_now = LoopCore::replaced_time(slf)?;
+        let replaced_now = LoopCore::replaced_time(slf)?
+            .map(|t| t.extract::<f64>())
+            .transpose()?;
         let timeout = {
             let mut st = this.state.borrow_mut(py);
             let stopping = st.stopping;
@@ -169,7 +171,9 @@ impl LoopCore {
                 .poll_timeout(|| replaced_now.unwrap_or_else(clock::monotonic), stopping)
         };
         this.poll_io(py, timeout)?;
-        let replaced_now = LoopCore::replaced_time(slf)?;
+        let replaced_now = LoopCore::replaced_time(slf)?
+            .map(|t| t.extract::<f64>())
+            .transpose()?;
         let (ntodo, debug) = {
             let mut st = this.state.borrow_mut(py);
             let end_time = || replaced_now.unwrap_or_else(clock::monotonic) + CLOCK_RESOLUTION;
