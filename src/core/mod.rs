@@ -1,5 +1,5 @@
-//! The Python-free heart of the loop: clock, ready queue, timer heap, poller, waker, fork guard,
-//! and the write buffer of stream transports.
+//! The Python-free heart of the loop: clock, ready queue, timer heap, poller (with its idle spin),
+//! waker, fork guard, and the write buffer of stream transports.
 //!
 //! Nothing here knows about Python. The PyO3 layer (`crate::event_loop`) stores its handles in these
 //! structures and drives one turn of the loop with them, the way asyncio's `BaseEventLoop._run_once`
@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod fork;
+pub mod idle_spin;
 pub mod poller;
 pub mod scheduler;
 pub mod timers;

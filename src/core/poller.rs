@@ -20,6 +20,8 @@ use std::time::Duration;
 use mio::{Events, Poll, Registry, Token, Waker};
 use rustc_hash::FxHashMap;
 
+use super::idle_spin::IdleSpin;
+
 const WAKER_TOKEN: Token = Token(usize::MAX);
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const EVENTS_CAPACITY: usize = 1024;
@@ -38,6 +40,7 @@ pub struct Poller {
     poll: Poll,
     events: Events,
     signal_pipe: Option<SignalPipe>,
+    idle_spin: IdleSpin,
 }
 
 /// A pipe for CPython's `signal.set_wakeup_fd`, whose read end the poll watches.
@@ -101,6 +104,7 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
             signal_pipe: None,
+            idle_spin: IdleSpin::from_env(),
         },
         Interests {
             registry,
@@ -129,8 +133,18 @@ fn epoll_bits(read: bool, write: bool) -> u32 {
 impl Poller {
     /// Blocks until an event, a wake-up or the timeout (`None`: no timeout), and appends what
     /// became ready to `out`. The timeout is rounded up to whole milliseconds, as epoll takes it.
+    /// A wait that may block polls first for as long as `IdleSpin` says.
     pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) -> io::Result<()> {
-        self.poll.poll(&mut self.events, timeout)?;
+        if timeout == Some(Duration::ZERO) {
+            self.poll.poll(&mut self.events, timeout)?;
+        } else {
+            let poll = &mut self.poll;
+            let events = &mut self.events;
+            self.idle_spin.wait(timeout, |timeout| {
+                poll.poll(events, timeout)?;
+                Ok(!events.is_empty())
+            })?;
+        }
         for event in self.events.iter() {
             if event.token() == WAKER_TOKEN {
                 continue;

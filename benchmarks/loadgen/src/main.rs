@@ -8,6 +8,9 @@
 //!   ferroloop-loadgen serve HOST:PORT                    mio echo server; prints its port, runs until killed
 
 mod clients;
+// The echo server waits for events as ferroloop's poller does, so that it stays the ceiling.
+#[path = "../../../src/core/idle_spin.rs"]
+mod idle_spin;
 mod server;
 mod tls;
 
