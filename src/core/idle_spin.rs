@@ -78,11 +78,9 @@ impl IdleSpin {
             }
             // SAFETY: sched_yield takes no arguments; on Linux it always succeeds.
             unsafe { libc::sched_yield() };
-            if before_yield.elapsed() >= GAVE_THE_CPU_AWAY {
-                self.found_core_shared();
+            if self.learn_from_yield(before_yield.elapsed()) {
                 break;
             }
-            self.next_pause = SHARED_CORE_PAUSE;
         }
         if !arrived {
             let left = match timeout {
@@ -113,6 +111,16 @@ impl IdleSpin {
         } else if woken && waited > self.window {
             self.window = (self.window * 2).clamp(START, MAX);
         }
+    }
+
+    /// Learns from one `sched_yield` by how long it took, and says whether it ran another thread.
+    fn learn_from_yield(&mut self, yield_took: Duration) -> bool {
+        if yield_took < GAVE_THE_CPU_AWAY {
+            self.next_pause = SHARED_CORE_PAUSE;
+            return false;
+        }
+        self.found_core_shared();
+        true
     }
 
     /// A yield let another thread run on this core. That thread is likely the one that will wake
@@ -224,20 +232,12 @@ mod tests {
     }
 
     #[test]
-    fn a_spin_that_keeps_the_cpu_makes_the_next_pause_short_again() {
+    fn a_yield_that_keeps_the_cpu_makes_the_next_pause_short_again() {
         let mut spin = opened(4);
-        pause(&mut spin);
-        pause(&mut spin);
-        // Nothing else runs on the test thread's core while it spins, unless the machine is busy;
-        // then the yield gives it away and the pause grows again, so this may take a few tries.
-        let reset = (0..100).any(|_| {
-            while spin.window(None).is_zero() {
-                spin.record(us(45), true);
-            }
-            polls(&mut spin, None, usize::MAX);
-            spin.next_pause == SHARED_CORE_PAUSE
-        });
-        assert!(reset);
+        assert!(spin.learn_from_yield(GAVE_THE_CPU_AWAY));
+        assert_eq!(spin.next_pause, 2 * SHARED_CORE_PAUSE);
+        assert!(!spin.learn_from_yield(us(1)));
+        assert_eq!(spin.next_pause, SHARED_CORE_PAUSE);
     }
 
     #[test]
