@@ -1,9 +1,10 @@
 """What the idle spin costs: a ferroloop UDP echo server's CPU at a paced load, spin on and off.
 
 The benchmark rows load servers as fast as they answer; this script sends datagrams at a fixed
-interval instead, from a client on the other core, and reports the share of a core the server
-used (user + system time over wall time) with `FERROLOOP_IDLE_SPIN` unset and `=0`, the two runs
-interleaved. It shows where the spin (src/core/idle_spin.rs) turns waits into CPU time.
+interval instead, from a client on the other core (as the two-core rows place it), and reports
+the share of a core the server used (user + system time over wall time) with
+`FERROLOOP_IDLE_SPIN` unset and `=0`, the two runs interleaved. It shows where the spin
+(src/core/idle_spin.rs) turns waits into CPU time.
 
     .venv-bench/bin/python benchmarks/idle_spin_cost.py [--intervals 20,40,80] [--seconds 3]
 """
@@ -20,6 +21,10 @@ import subprocess
 import sys
 import time
 
+from workloads.placement import PLACEMENTS, on_cpus
+
+# The server on one core, its client on the other, as the benchmark's two-core rows place them.
+SERVER_CPUS, CLIENT_CPUS = PLACEMENTS["two cores"]
 MESSAGE = b"x" * 64
 
 
@@ -74,14 +79,14 @@ def measure(interval_us: float, seconds: float, spin: bool) -> float:
         env["FERROLOOP_IDLE_SPIN"] = "0"
     me = os.path.abspath(__file__)
     server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, me, "--serve", str(seconds)],
+        on_cpus(SERVER_CPUS, [sys.executable, me, "--serve", str(seconds)]),
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
     port = server.stdout.readline().strip()
     client = ["--send", port, str(interval_us), str(seconds + 1)]
-    subprocess.run(["taskset", "-c", "1", sys.executable, me, *client], check=True)
+    subprocess.run(on_cpus(CLIENT_CPUS, [sys.executable, me, *client]), check=True)
     share = float(server.stdout.readline())
     server.wait()
     return share
