@@ -141,6 +141,23 @@ impl LoopCore {
             None => Ok(false),
         }
     }
+
+    /// Runs `fd`'s reader in every turn, polled or not, until `release_readable`: its transport
+    /// holds data it took from the kernel ahead of the turns that hand it over.
+    pub(crate) fn hold_readable(&self, py: Python<'_>, fd: RawFd) {
+        let mut st = self.state.borrow_mut(py);
+        if !st.held_readable.contains(&fd) {
+            st.held_readable.push(fd);
+        }
+    }
+
+    /// Ends `hold_readable`: the transport holds nothing more, or lets go of the fd.
+    pub(crate) fn release_readable(&self, py: Python<'_>, fd: RawFd) {
+        self.state
+            .borrow_mut(py)
+            .held_readable
+            .retain(|&held| held != fd);
+    }
 }
 
 /// Watches `fd` for exactly (read, write), and hands the borrowed state back. When the kernel

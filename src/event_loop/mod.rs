@@ -67,6 +67,10 @@ struct LoopState {
     /// By fd, with FxHash: fds are small integers the kernel hands out, and SipHash, std's
     /// default, cost about 100 instructions per readiness event (callgrind).
     fd_callbacks: FxHashMap<RawFd, FdCallbacks>,
+    /// Fds whose transport holds data it has already taken from the kernel (datagrams read in a
+    /// batch, handed over one per turn): their reader runs in the next turn whether or not the
+    /// poll reports them, as it would if the data were still queued in the kernel.
+    held_readable: Vec<RawFd>,
     /// Scratch buffer the poller fills each turn, kept to avoid an allocation per turn.
     events: Vec<Readiness>,
     closed: bool,
@@ -87,6 +91,16 @@ pub struct LoopCore {
     waker: LoopWaker,
     /// The fork generation the loop was made in (see `core::fork`).
     fork_generation: u64,
+}
+
+impl LoopState {
+    /// The held fds whose reader is installed and not cancelled, with that reader.
+    fn held_readers(&self) -> impl Iterator<Item = (RawFd, &Py<Handle>)> {
+        self.held_readable.iter().filter_map(|fd| {
+            let reader = self.fd_callbacks.get(fd)?.reader.as_ref()?;
+            (!reader.get().cancelled()).then_some((*fd, reader))
+        })
+    }
 }
 
 /// Lets go of what was taken out of the scheduler without running it.
@@ -172,6 +186,7 @@ impl LoopCore {
                 scheduler: Scheduler::new(),
                 interests,
                 fd_callbacks: FxHashMap::default(),
+                held_readable: Vec::new(),
                 events: Vec::with_capacity(64),
                 closed: false,
                 stopping: false,
@@ -316,6 +331,7 @@ impl LoopCore {
                 }
             }
             let callbacks = std::mem::take(&mut st.fd_callbacks);
+            st.held_readable.clear();
             (queued, callbacks)
         };
         // Released outside the borrow: dropping a callback may run arbitrary Python code.

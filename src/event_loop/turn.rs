@@ -48,15 +48,21 @@ impl LoopCore {
     /// (callgrind).
     fn poll_io(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let shared = gil_shared();
-        let (mut events, watching) = {
+        let (mut events, watching, timeout) = {
             let mut st = self.state.borrow_mut(py);
             let watching = !st.fd_callbacks.is_empty();
+            // A held reader is work ready for this turn: the poll must not block.
+            let timeout = if st.held_readers().next().is_some() {
+                Some(0.0)
+            } else {
+                timeout
+            };
             // With nothing watched, a poll that does not wait could only report the waker. It
             // is skipped unless it is where another thread gets the GIL.
             if timeout == Some(0.0) && !shared && !watching {
                 return Ok(());
             }
-            (std::mem::take(&mut st.events), watching)
+            (std::mem::take(&mut st.events), watching, timeout)
         };
         let mut guard = self
             .poller
@@ -98,7 +104,7 @@ impl LoopCore {
         {
             let mut st = self.state.borrow_mut(py);
             let st = &mut *st;
-            for ev in events.drain(..) {
+            for ev in &events {
                 let Some(callbacks) = st.fd_callbacks.get(&ev.fd) else {
                     continue;
                 };
@@ -117,6 +123,16 @@ impl LoopCore {
                     }
                 }
             }
+            // Held readers join after the polled fds, once each: a polled one is already queued.
+            let held: Vec<Py<Handle>> = st
+                .held_readers()
+                .filter(|(fd, _)| !events.iter().any(|ev| ev.fd == *fd && ev.read))
+                .map(|(_, handle)| handle.clone_ref(py))
+                .collect();
+            for handle in held {
+                st.scheduler.push_ready(handle.into());
+            }
+            events.clear();
             st.events = events;
         }
         // A cancelled reader or writer is removed when its fd next fires, as asyncio does.

@@ -92,12 +92,18 @@ impl TransportBase {
         self.state.borrow_mut(protocol.py()).protocol = Some(protocol.clone().unbind());
     }
 
-    /// After `connection_lost`: lets go of the loop, the transport and the protocol.
+    /// After `connection_lost`: lets go of the loop, the transport and the protocol, and of
+    /// any hold on the fd's reader (the socket is closed, and its fd may be reused).
     pub fn detach(&self, py: Python<'_>) {
-        let mut st = self.state.borrow_mut(py);
-        st.loop_ = None;
-        st.transport = None;
-        st.protocol = None;
+        let loop_ = {
+            let mut st = self.state.borrow_mut(py);
+            st.transport = None;
+            st.protocol = None;
+            st.loop_.take()
+        };
+        if let Some(loop_) = loop_ {
+            loop_.get().release_readable(py, self.fd);
+        }
     }
 
     pub fn conn_lost(&self, py: Python<'_>) -> bool {

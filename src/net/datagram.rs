@@ -16,6 +16,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
 use super::byte_view::{check_bytes_like, ByteView};
 use super::calls::{socket_call, with_read_buffer, Io};
+use super::read_batching::ReadBatching;
 use super::senders::{self, Senders};
 use super::{read_bytes, sockaddr, sys};
 use crate::event_loop::LoopCore;
@@ -23,6 +24,20 @@ use crate::gil::GilCell;
 
 /// From Python 3.13 a queued datagram counts this much on top of its payload (its UDP header).
 const HEADER_SIZE_SINCE_3_13: usize = 8;
+
+/// The room each datagram of a batched read gets: enough for any IPv4 or IPv6 datagram (65,507
+/// and 65,527 bytes of payload at most).
+const IP_DATAGRAM_ROOM: usize = 64 * 1024;
+
+/// A datagram read ahead of its turn, and its sender as the kernel reported it.
+struct Held {
+    data: Py<PyBytes>,
+    addr: libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+}
+
+/// A datagram just received: its bytes and its sender.
+type Received<'py> = (Bound<'py, PyBytes>, libc::sockaddr_storage, libc::socklen_t);
 
 struct Queued {
     data: Py<PyBytes>,
@@ -36,6 +51,10 @@ struct DatagramState {
     /// The addresses of the last few senders, as handed to `datagram_received` and in their
     /// kernel form.
     senders: Senders,
+    /// Datagrams a batched read took from the kernel after the one it handed over, oldest first.
+    held: VecDeque<Held>,
+    /// Whether the next read is a batch.
+    batching: ReadBatching,
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -44,6 +63,8 @@ pub struct DatagramSocket {
     /// The Python socket: it converts the addresses the native code leaves to it.
     sock: Py<PyAny>,
     family: i32,
+    /// IPv4 and IPv6 sockets read in batches (no datagram there exceeds `IP_DATAGRAM_ROOM`).
+    batched: bool,
     /// The `remote_addr` the endpoint was made with: every datagram goes there.
     address: Option<Py<PyAny>>,
     /// The socket is connected (`get_extra_info('peername')` is set): datagrams go by `send`.
@@ -132,6 +153,62 @@ impl DatagramSocket {
         Ok(addr)
     }
 
+    /// The oldest datagram held from a batch, if any; the last one ends the hold.
+    fn take_held<'py>(&self, py: Python<'py>, loop_: &LoopCore) -> Option<Received<'py>> {
+        let mut st = self.state.borrow_mut(py);
+        let held = st.held.pop_front()?;
+        if st.held.is_empty() {
+            loop_.release_readable(py, self.base.fd);
+        }
+        Some((held.data.into_bound(py), held.addr, held.addr_len))
+    }
+
+    /// One datagram, by `recvfrom` into the thread's read buffer (asyncio's `max_size`, which a
+    /// Unix datagram may need whole).
+    fn receive_one<'py>(&self, py: Python<'py>) -> Io<Received<'py>> {
+        let fd = self.base.fd;
+        socket_call(py, || {
+            with_read_buffer(|buf| {
+                sys::recv_from(fd, buf)
+                    .map(|(n, addr, len)| (read_bytes::bytes_of(py, &buf[..n]), addr, len))
+            })
+        })
+    }
+
+    /// The datagrams queued, by one `recvmmsg` into the thread's read buffer: the first is
+    /// returned, the others held for the next turns.
+    fn receive_batch<'py>(&self, py: Python<'py>, loop_: &LoopCore) -> Io<Received<'py>> {
+        let fd = self.base.fd;
+        with_read_buffer(|buf| {
+            let batch = match socket_call(py, || sys::recv_many(fd, buf, IP_DATAGRAM_ROOM)) {
+                Io::Done(batch) => batch,
+                Io::WouldBlock => return Io::WouldBlock,
+                Io::Failed(err) => return Io::Failed(err),
+            };
+            let datagram = |n: usize| {
+                let (len, addr, addr_len) = batch.get(n);
+                let start = n * IP_DATAGRAM_ROOM;
+                (&buf[start..start + len], *addr, addr_len)
+            };
+            let mut st = self.state.borrow_mut(py);
+            st.batching.batch_found(batch.len(), batch.room());
+            if batch.len() > 1 {
+                st.held.extend((1..batch.len()).map(|n| {
+                    let (data, addr, addr_len) = datagram(n);
+                    Held {
+                        data: PyBytes::new(py, data).unbind(),
+                        addr,
+                        addr_len,
+                    }
+                }));
+                loop_.hold_readable(py, fd);
+            }
+            drop(st);
+            let (data, addr, addr_len) = datagram(0);
+            Io::Done((read_bytes::bytes_of(py, data), addr, addr_len))
+        })
+    }
+
     /// An OS error goes to `protocol.error_received`; exits propagate; the rest is fatal.
     fn send_failed(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
         if err.is_instance_of::<PyOSError>(py) {
@@ -217,6 +294,7 @@ impl DatagramSocket {
             base: TransportBase::new(loop_, transport, fd, protocol),
             sock: sock.clone().unbind(),
             family,
+            batched: family == libc::AF_INET || family == libc::AF_INET6,
             address: address.map(Bound::unbind),
             connected,
             sends_empty: since_3_13,
@@ -229,22 +307,30 @@ impl DatagramSocket {
                 buffer: VecDeque::new(),
                 buffer_size: 0,
                 senders: Senders::default(),
+                held: VecDeque::new(),
+                batching: ReadBatching::default(),
             }),
         })
     }
 
-    /// The reader callback: one datagram, as asyncio reads one per readiness event.
+    /// The reader callback: one datagram per call, as asyncio reads one per readiness event.
+    ///
+    /// An IP socket takes all the datagrams queued (up to a batch) in one `recvmmsg`, hands the
+    /// first over and holds the rest, one per later turn, its reader queued in each of those
+    /// turns as if the kernel still held them (`LoopCore::hold_readable`). Callbacks run in
+    /// asyncio's order; what is saved is a `recvfrom` per datagram.
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
         if self.base.conn_lost(py) {
             return Ok(());
         }
-        let fd = self.base.fd;
-        let received = socket_call(py, || {
-            with_read_buffer(|buf| {
-                sys::recv_from(fd, buf)
-                    .map(|(n, addr, len)| (read_bytes::bytes_of(py, &buf[..n]), addr, len))
-            })
-        });
+        let loop_ = self.base.loop_(py)?;
+        let received = match self.take_held(py, loop_.get()) {
+            Some(held) => Io::Done(held),
+            None if self.batched && self.state.borrow_mut(py).batching.batch_due() => {
+                self.receive_batch(py, loop_.get())
+            }
+            None => self.receive_one(py),
+        };
         let Some(protocol) = self.base.protocol(py) else {
             return Ok(());
         };

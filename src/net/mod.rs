@@ -7,6 +7,7 @@ mod byte_view;
 mod calls;
 mod datagram;
 mod pipe;
+mod read_batching;
 mod read_bytes;
 mod senders;
 mod sockaddr;

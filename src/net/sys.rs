@@ -1,4 +1,4 @@
-//! The socket calls of the stream transport, as thin `io::Result` wrappers over libc.
+//! The socket calls of the native transports, as thin `io::Result` wrappers over libc.
 //!
 //! Sends pass `MSG_NOSIGNAL`: a peer that went away gives EPIPE, never SIGPIPE, even in a host
 //! program that did not ignore SIGPIPE the way the Python interpreter does at start-up.
@@ -80,6 +80,87 @@ pub fn recv_from(
     Ok((n, addr, len))
 }
 
+/// The most datagrams one `recv_many` takes.
+pub const MAX_BATCH: usize = 16;
+
+/// What one `recv_many` took: for the n-th datagram, its length within its slot and its sender.
+pub struct Batch {
+    room: usize,
+    count: usize,
+    lens: [usize; MAX_BATCH],
+    addrs: [libc::sockaddr_storage; MAX_BATCH],
+    addr_lens: [libc::socklen_t; MAX_BATCH],
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// How many datagrams the batch had room for.
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// The n-th datagram's length, sender and sender's length.
+    pub fn get(&self, n: usize) -> (usize, &libc::sockaddr_storage, libc::socklen_t) {
+        (self.lens[n], &self.addrs[n], self.addr_lens[n])
+    }
+}
+
+/// Up to `MAX_BATCH` datagrams in one `recvmmsg`, the n-th into the n-th `slot`-byte part of `buf`
+/// (as many as `buf` has room for). Returns at once with those already queued, as the socket is
+/// non-blocking (EAGAIN when none is). An error met after the first datagram is kept by the
+/// kernel for the next call.
+pub fn recv_many(fd: RawFd, buf: &mut [u8], slot: usize) -> io::Result<Batch> {
+    let count = (buf.len() / slot).min(MAX_BATCH);
+    type Raw = (
+        [libc::iovec; MAX_BATCH],
+        [libc::mmsghdr; MAX_BATCH],
+        [libc::sockaddr_storage; MAX_BATCH],
+    );
+    // SAFETY: all-zero iovecs, mmsghdrs and sockaddr_storages are valid values.
+    let (mut iov, mut msgs, addrs): Raw = unsafe { std::mem::zeroed() };
+    let mut batch = Batch {
+        room: count,
+        count: 0,
+        lens: [0; MAX_BATCH],
+        addrs,
+        addr_lens: [0; MAX_BATCH],
+    };
+    for (i, part) in buf.chunks_exact_mut(slot).take(count).enumerate() {
+        iov[i] = libc::iovec {
+            iov_base: part.as_mut_ptr().cast(),
+            iov_len: slot,
+        };
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov[i];
+        hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `count` headers point at live iovecs (each at its own part of buf) and
+    // address storages, all of which outlive the call.
+    let ret = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    batch.count = ret as usize;
+    for (i, msg) in msgs[..batch.count].iter().enumerate() {
+        batch.lens[i] = msg.msg_len as usize;
+        batch.addr_lens[i] = msg.msg_hdr.msg_namelen;
+    }
+    Ok(batch)
+}
+
 pub fn send_to(
     fd: RawFd,
     buf: &[u8],
@@ -144,6 +225,59 @@ mod tests {
         assert_eq!(send_to(b.as_raw_fd(), b"pong", &addr, len).unwrap(), 4);
         let (n, from) = a.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&b"pong"[..], b.local_addr().unwrap()));
+    }
+
+    fn port_of(addr: &libc::sockaddr_storage) -> u16 {
+        assert_eq!(i32::from(addr.ss_family), libc::AF_INET);
+        // SAFETY: an AF_INET address, as just checked, fits a sockaddr_in.
+        let sin = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+        u16::from_be(sin.sin_port)
+    }
+
+    #[test]
+    fn recv_many_takes_what_is_queued_in_order_with_each_sender() {
+        use std::net::UdpSocket;
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        a.send_to(b"one", to).unwrap();
+        b.send_to(b"", to).unwrap();
+        a.send_to(b"three", to).unwrap();
+        let mut buf = vec![0u8; 4 * 8];
+        let batch = recv_many(rx.as_raw_fd(), &mut buf, 8).unwrap();
+        assert_eq!(batch.len(), 3);
+        let got: Vec<(&[u8], u16)> = (0..batch.len())
+            .map(|i| {
+                let (len, addr, _) = batch.get(i);
+                (&buf[i * 8..i * 8 + len], port_of(addr))
+            })
+            .collect();
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        assert_eq!(got, [(&b"one"[..], pa), (b"", pb), (b"three", pa)]);
+        let err = recv_many(rx.as_raw_fd(), &mut buf, 8).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn recv_many_takes_no_more_than_the_buffer_has_slots_for() {
+        use std::net::UdpSocket;
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..5u8 {
+            tx.send_to(&[i], rx.local_addr().unwrap()).unwrap();
+        }
+        let mut buf = vec![0u8; 2 * 4 + 3];
+        let counts: Vec<usize> = (0..3)
+            .map(|_| recv_many(rx.as_raw_fd(), &mut buf, 4).unwrap().len())
+            .collect();
+        assert_eq!(counts, [2, 2, 1]);
+        assert_eq!(buf[0], 4, "the fifth datagram, last");
     }
 
     #[test]
