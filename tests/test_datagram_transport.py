@@ -210,6 +210,26 @@ def test_errors_go_to_error_received(loop):
     assert loop.run_until_complete(main()) == (ConnectionRefusedError, True)
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 11), reason="asyncio's datagram transport pauses from Python 3.11"
+)
+def test_reading_cannot_be_paused_before_python_3_11(loop):
+    async def main():
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: Collector(loop), local_addr=("127.0.0.1", 0)
+        )
+        refused = []
+        for method in (transport.is_reading, transport.pause_reading, transport.resume_reading):
+            try:
+                method()
+            except NotImplementedError:
+                refused.append(method.__name__)
+        transport.close()
+        return refused
+
+    assert loop.run_until_complete(main()) == ["is_reading", "pause_reading", "resume_reading"]
+
+
 def test_host_names_are_resolved_by_the_socket(loop):
     async def main():
         peer = _peer(socket.AF_INET, ("127.0.0.1", 0))

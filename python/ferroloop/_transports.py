@@ -17,7 +17,15 @@ import math
 import selectors
 import socket
 import warnings
-from asyncio import base_events, constants, futures, transports, trsock, unix_events
+from asyncio import (
+    base_events,
+    constants,
+    futures,
+    selector_events,
+    transports,
+    trsock,
+    unix_events,
+)
 
 from ._ferroloop import (
     DatagramSocket,
@@ -246,6 +254,13 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
 
     # sendto is a native method descriptor (below): it runs per datagram.
 
+
+# asyncio's datagram transport pauses reading from Python 3.11, where the methods moved from its
+# socket transport up to `_SelectorTransport`; before, they are `ReadTransport`'s, which raise
+# NotImplementedError, and so are ferroloop's.
+if "pause_reading" not in vars(selector_events._SelectorTransport):
+    for _name in ("is_reading", "pause_reading", "resume_reading"):
+        setattr(DatagramTransport, _name, getattr(transports.ReadTransport, _name))
 
 # What runs per message is native, with no Python frame in front of the core's work.
 _NativeTransport.is_closing = is_closing_method(_NativeTransport)
