@@ -26,7 +26,9 @@ use crate::gil::GilCell;
 const HEADER_SIZE_SINCE_3_13: usize = 8;
 
 /// The room each datagram of a batched read gets: enough for any IPv4 or IPv6 datagram (65,507
-/// and 65,527 bytes of payload at most).
+/// and 65,527 bytes of payload at most). (Datagrams merged for a socket given `UDP_GRO` by hand
+/// stay within 64 KiB unless the device's `gro_max_size` was raised; asyncio's transports could
+/// not tell their parts apart anyway.)
 const IP_DATAGRAM_ROOM: usize = 64 * 1024;
 
 /// A datagram read ahead of its turn, and its sender as the kernel reported it.
