@@ -1,13 +1,14 @@
 //! One turn of the loop, as asyncio's `BaseEventLoop._run_once`, and the loop that repeats it.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::{LoopCore, Ready};
+use super::{LoopCore, LoopState, Ready};
 use crate::core::clock;
 use crate::core::poller::{Poller, Readiness};
 use crate::errors::os_error;
@@ -32,6 +33,42 @@ fn gil_shared() -> bool {
         let other_interpreter =
             !ffi::PyInterpreterState_Next(ffi::PyInterpreterState_Head()).is_null();
         other_thread || other_interpreter
+    }
+}
+
+impl LoopState {
+    /// Queues the reader and writer of each fd the poll reported, then each held reader the
+    /// poll did not report (`hold_readable`); returns the cancelled ones met, (fd, is_reader).
+    fn queue_ready_fds(&mut self, py: Python<'_>, polled: &[Readiness]) -> Vec<(RawFd, bool)> {
+        let mut stale = Vec::new();
+        for ev in polled {
+            let Some(callbacks) = self.fd_callbacks.get(&ev.fd) else {
+                continue;
+            };
+            for (ready, slot_is_reader) in [(ev.read, true), (ev.write, false)] {
+                let slot = if slot_is_reader {
+                    &callbacks.reader
+                } else {
+                    &callbacks.writer
+                };
+                if let (true, Some(handle)) = (ready, slot) {
+                    if handle.get().cancelled() {
+                        stale.push((ev.fd, slot_is_reader));
+                    } else {
+                        self.scheduler.push_ready(handle.clone_ref(py).into());
+                    }
+                }
+            }
+        }
+        let held: Vec<Py<Handle>> = self
+            .held_readers()
+            .filter(|(fd, _)| !polled.iter().any(|ev| ev.fd == *fd && ev.read))
+            .map(|(_, handle)| handle.clone_ref(py))
+            .collect();
+        for handle in held {
+            self.scheduler.push_ready(handle.into());
+        }
+        stale
     }
 }
 
@@ -100,41 +137,13 @@ impl LoopCore {
                 return Err(os_error(e));
             }
         }
-        let mut stale = Vec::new();
-        {
+        let stale = {
             let mut st = self.state.borrow_mut(py);
-            let st = &mut *st;
-            for ev in &events {
-                let Some(callbacks) = st.fd_callbacks.get(&ev.fd) else {
-                    continue;
-                };
-                for (ready, slot_is_reader) in [(ev.read, true), (ev.write, false)] {
-                    let slot = if slot_is_reader {
-                        &callbacks.reader
-                    } else {
-                        &callbacks.writer
-                    };
-                    if let (true, Some(handle)) = (ready, slot) {
-                        if handle.get().cancelled() {
-                            stale.push((ev.fd, slot_is_reader));
-                        } else {
-                            st.scheduler.push_ready(handle.clone_ref(py).into());
-                        }
-                    }
-                }
-            }
-            // Held readers join after the polled fds, once each: a polled one is already queued.
-            let held: Vec<Py<Handle>> = st
-                .held_readers()
-                .filter(|(fd, _)| !events.iter().any(|ev| ev.fd == *fd && ev.read))
-                .map(|(_, handle)| handle.clone_ref(py))
-                .collect();
-            for handle in held {
-                st.scheduler.push_ready(handle.into());
-            }
+            let stale = st.queue_ready_fds(py, &events);
             events.clear();
             st.events = events;
-        }
+            stale
+        };
         // A cancelled reader or writer is removed when its fd next fires, as asyncio does.
         for (fd, reader) in stale {
             self.remove_fd_callback(py, fd, reader)?;
