@@ -15,6 +15,7 @@ import time
 import pytest
 
 BURST = 10  # more than a batch holds, so that batch boundaries fall inside it
+NUMBERED = [b"%d" % i for i in range(BURST)]
 
 
 class Recorder(asyncio.DatagramProtocol):
@@ -39,23 +40,20 @@ class Recorder(asyncio.DatagramProtocol):
             self.lost.set_result(exc)
 
 
-async def _endpoint(loop, protocol):
+async def _burst(loop, payloads, on_datagram=None):
+    """A UDP endpoint with a `Recorder`, and a peer that has sent it every payload before the
+    loop runs again: all are queued in the kernel at once. Returns (transport, recorder, peer)."""
     transport, proto = await loop.create_datagram_endpoint(
-        lambda: protocol, local_addr=("127.0.0.1", 0)
+        lambda: Recorder(loop, on_datagram), local_addr=("127.0.0.1", 0)
     )
     # The reader is installed by a callback create_datagram_endpoint scheduled: let it run, so
-    # that everything sent below is queued in the kernel before the first read.
+    # that the burst is queued before the first read.
     await asyncio.sleep(0)
-    return transport, proto
-
-
-def _send_burst(address, payloads):
-    """Sends every payload from one socket before the loop runs again: all are queued at once."""
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     for payload in payloads:
-        peer.sendto(payload, address)
-    return peer
+        peer.sendto(payload, transport.get_extra_info("sockname"))
+    return transport, proto, peer
 
 
 async def _until(predicate, timeout=10.0):
@@ -75,8 +73,7 @@ def test_a_burst_is_handed_over_one_datagram_per_turn(loop):
         proto.loop.call_later(0, proto.log.append, ("t", i))
 
     async def main():
-        transport, proto = await _endpoint(loop, Recorder(loop, on_datagram))
-        peer = _send_burst(transport.get_extra_info("sockname"), [b"%d" % i for i in range(BURST)])
+        transport, proto, peer = await _burst(loop, NUMBERED, on_datagram)
         await _until(lambda: ("t", BURST - 1) in proto.log)
         transport.close()
         await proto.lost
@@ -89,7 +86,7 @@ def test_a_burst_is_handed_over_one_datagram_per_turn(loop):
     expected += [("s", BURST - 1), ("t", BURST - 1), ("lost", None)]
     log, payloads = loop.run_until_complete(main())
     assert log == expected
-    assert payloads == [b"%d" % i for i in range(BURST)]
+    assert payloads == NUMBERED
 
 
 @pytest.mark.skipif(
@@ -103,8 +100,7 @@ def test_pause_reading_mid_burst_holds_the_rest_until_resume(loop):
             proto.transport.pause_reading()
 
     async def main():
-        transport, proto = await _endpoint(loop, Recorder(loop, on_datagram))
-        peer = _send_burst(transport.get_extra_info("sockname"), [b"%d" % i for i in range(BURST)])
+        transport, proto, peer = await _burst(loop, NUMBERED, on_datagram)
         await _until(lambda: len(proto.datagrams) == 2)
         cpu = time.process_time()
         await asyncio.sleep(0.3)
@@ -120,7 +116,7 @@ def test_pause_reading_mid_burst_holds_the_rest_until_resume(loop):
     while_paused, paused_cpu, payloads = loop.run_until_complete(main())
     assert while_paused == 2
     assert paused_cpu < 0.1, f"the paused loop used {paused_cpu:.3f} s of CPU in 0.3 s"
-    assert payloads == [b"%d" % i for i in range(BURST)]
+    assert payloads == NUMBERED
 
 
 def test_close_mid_burst_ends_reading_and_frees_the_fd(loop):
@@ -132,8 +128,7 @@ def test_close_mid_burst_ends_reading_and_frees_the_fd(loop):
             proto.transport.close()
 
     async def main():
-        transport, proto = await _endpoint(loop, Recorder(loop, on_datagram))
-        peer = _send_burst(transport.get_extra_info("sockname"), [b"%d" % i for i in range(BURST)])
+        transport, proto, peer = await _burst(loop, NUMBERED, on_datagram)
         await proto.lost
         await asyncio.sleep(0.05)
         fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -159,9 +154,7 @@ def test_datagrams_of_every_size_in_a_burst_arrive_whole(loop):
     payloads = [bytes([7]) * 65507, b"", b"x", bytes(range(256)) * 117, b"y" * 1472]
 
     async def main():
-        transport, proto = await _endpoint(loop, Recorder(loop))
-        here = transport.get_extra_info("sockname")
-        peer = _send_burst(here, payloads)
+        transport, proto, peer = await _burst(loop, payloads)
         await _until(lambda: len(proto.datagrams) == len(payloads))
         transport.close()
         await proto.lost
