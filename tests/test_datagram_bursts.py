@@ -148,6 +148,35 @@ def test_close_mid_burst_ends_reading_and_frees_the_fd(loop):
     assert calls == []
 
 
+def test_an_error_in_datagram_received_mid_burst_loses_no_datagram(loop):
+    # The error goes to the exception handler, the transport stays open, and the next datagram
+    # comes in the next turn, as asyncio's reader is called again while the socket holds data.
+    def on_datagram(proto, i):
+        if i in (1, 5):
+            raise ValueError(f"bad datagram {i}")
+
+    errors = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+
+    async def main():
+        transport, proto, peer = await _burst(loop, NUMBERED, on_datagram)
+        await _until(lambda: len(proto.datagrams) == BURST)
+        still_open = not transport.is_closing()
+        transport.close()
+        await proto.lost
+        peer.close()
+        return [data for data, _ in proto.datagrams], still_open
+
+    payloads, still_open = loop.run_until_complete(main())
+    assert payloads == NUMBERED
+    assert still_open
+    assert [str(context["exception"]) for context in errors] == [
+        "bad datagram 1",
+        "bad datagram 5",
+    ]
+    assert all(context["message"].startswith("Exception in callback") for context in errors)
+
+
 def test_datagrams_of_every_size_in_a_burst_arrive_whole(loop):
     # The largest IPv4 datagram (65,507 bytes of payload), an empty one and sizes between, queued
     # together, each arrive as sent.
