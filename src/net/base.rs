@@ -92,16 +92,26 @@ impl TransportBase {
         self.state.borrow_mut(protocol.py()).protocol = Some(protocol.clone().unbind());
     }
 
-    /// After `connection_lost`: lets go of the loop, the transport and the protocol, and of
-    /// any hold on the fd's reader (the socket is closed, and its fd may be reused).
+    /// After `connection_lost`: lets go of any hold on the fd's reader (the socket is closed,
+    /// and its fd may be reused), then of the loop, the transport and the protocol.
     pub fn detach(&self, py: Python<'_>) {
-        let loop_ = {
-            let mut st = self.state.borrow_mut(py);
-            st.transport = None;
-            st.protocol = None;
-            st.loop_.take()
-        };
-        if let Some(loop_) = loop_ {
+        self.release_readable(py);
+        let mut st = self.state.borrow_mut(py);
+        st.loop_ = None;
+        st.transport = None;
+        st.protocol = None;
+    }
+
+    /// Has the loop run the fd's reader in every turn, polled or not, until `release_readable`
+    /// (`LoopCore::hold_readable`): the transport holds data it read ahead of those turns.
+    pub fn hold_readable(&self, py: Python<'_>) {
+        if let Some(loop_) = &self.state.borrow(py).loop_ {
+            loop_.get().hold_readable(py, self.fd);
+        }
+    }
+
+    pub fn release_readable(&self, py: Python<'_>) {
+        if let Some(loop_) = &self.state.borrow(py).loop_ {
             loop_.get().release_readable(py, self.fd);
         }
     }

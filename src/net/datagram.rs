@@ -156,11 +156,11 @@ impl DatagramSocket {
     }
 
     /// The oldest datagram held from a batch, if any; the last one ends the hold.
-    fn take_held<'py>(&self, py: Python<'py>, loop_: &LoopCore) -> Option<Received<'py>> {
+    fn take_held<'py>(&self, py: Python<'py>) -> Option<Received<'py>> {
         let mut st = self.state.borrow_mut(py);
         let held = st.held.pop_front()?;
         if st.held.is_empty() {
-            loop_.release_readable(py, self.base.fd);
+            self.base.release_readable(py);
         }
         Some((held.data.into_bound(py), held.addr, held.addr_len))
     }
@@ -179,7 +179,7 @@ impl DatagramSocket {
 
     /// The datagrams queued, by one `recvmmsg` into the thread's read buffer: the first is
     /// returned, the others held for the next turns.
-    fn receive_batch<'py>(&self, py: Python<'py>, loop_: &LoopCore) -> Io<Received<'py>> {
+    fn receive_batch<'py>(&self, py: Python<'py>) -> Io<Received<'py>> {
         let fd = self.base.fd;
         with_read_buffer(|buf| {
             let batch = match socket_call(py, || sys::recv_many(fd, buf, IP_DATAGRAM_ROOM)) {
@@ -203,7 +203,7 @@ impl DatagramSocket {
                         addr_len,
                     }
                 }));
-                loop_.hold_readable(py, fd);
+                self.base.hold_readable(py);
             }
             drop(st);
             let (data, addr, addr_len) = datagram(0);
@@ -319,17 +319,16 @@ impl DatagramSocket {
     ///
     /// An IP socket takes all the datagrams queued (up to a batch) in one `recvmmsg`, hands the
     /// first over and holds the rest, one per later turn, its reader queued in each of those
-    /// turns as if the kernel still held them (`LoopCore::hold_readable`). Callbacks run in
+    /// turns as if the kernel still held them (`TransportBase::hold_readable`). Callbacks run in
     /// asyncio's order; what is saved is a `recvfrom` per datagram.
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
         if self.base.conn_lost(py) {
             return Ok(());
         }
-        let loop_ = self.base.loop_(py)?;
-        let received = match self.take_held(py, loop_.get()) {
+        let received = match self.take_held(py) {
             Some(held) => Io::Done(held),
             None if self.batched && self.state.borrow_mut(py).batching.batch_due() => {
-                self.receive_batch(py, loop_.get())
+                self.receive_batch(py)
             }
             None => self.receive_one(py),
         };
