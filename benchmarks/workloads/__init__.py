@@ -1,5 +1,11 @@
 """Benchmark workloads, by name. Each module contributes a WORKLOADS dict."""
 
-from . import core, network, processes, tls
+from . import core, frameworks, network, processes, tls
 
-ALL = {**core.WORKLOADS, **network.WORKLOADS, **tls.WORKLOADS, **processes.WORKLOADS}
+ALL = {
+    **core.WORKLOADS,
+    **network.WORKLOADS,
+    **tls.WORKLOADS,
+    **frameworks.WORKLOADS,
+    **processes.WORKLOADS,
+}

@@ -8,8 +8,9 @@ from typing import Awaitable, Callable
 
 @dataclass(frozen=True)
 class Workload:
-    # Runs the measured part inside a running loop and returns how many operations it did.
-    body: Callable[[int], Awaitable[int]]
+    # Runs the measured part inside a running loop and returns how many operations it did, or
+    # (operations, seconds) when it times its measured window itself (a load client's own clock).
+    body: Callable[[int], Awaitable[int | tuple[int, float]]]
     size: int
     quick_size: int
     unit: str = "op"

@@ -159,34 +159,34 @@ class _HttpHello(asyncio.Protocol):
             self.transport.write(_HTTP_RESPONSE * requests)
 
 
-async def _http_hello(duration_ms: int, ssl=None) -> int:
+async def wrk_requests(url: str, duration_ms: int) -> tuple[int, float]:
+    """Loads `url` with wrk (one thread, 16 keep-alive connections) for about `duration_ms`: the
+    requests it made and the seconds it took, by its own clock (so the rate leaves out its start
+    and exit, and the server's set-up and tear-down)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: `make bench` installs it")
+    proc = await asyncio.create_subprocess_exec(
+        *client_argv([wrk, "-t1", "-c16", f"-d{max(1, round(duration_ms / 1000))}s", url]),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    match = re.search(rb"(\d+) requests in ([\d.]+)(ms|s|m)\b", out)
+    if proc.returncode != 0 or match is None or b"Non-2xx" in out:
+        raise SystemExit(f"wrk failed: {out.decode(errors='replace')[-300:]}")
+    seconds = float(match.group(2)) * {b"ms": 0.001, b"s": 1, b"m": 60}[match.group(3)]
+    return int(match.group(1)), seconds
+
+
+async def _http_hello(duration_ms: int, ssl=None) -> tuple[int, float]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_HttpHello, "127.0.0.1", 0, ssl=ssl)
     port = server.sockets[0].getsockname()[1]
     scheme = "https" if ssl is not None else "http"
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *client_argv(
-                [
-                    wrk,
-                    "-t1",
-                    "-c16",
-                    f"-d{max(1, round(duration_ms / 1000))}s",
-                    f"{scheme}://127.0.0.1:{port}/",
-                ]
-            ),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await proc.communicate()
+        return await wrk_requests(f"{scheme}://127.0.0.1:{port}/", duration_ms)
     finally:
         server.close()
-    match = re.search(rb"(\d+) requests in", out)
-    if proc.returncode != 0 or match is None or b"Non-2xx" in out:
-        raise SystemExit(f"wrk failed: {out.decode(errors='replace')[-300:]}")
-    return int(match.group(1))
 
 
 def _protocol(factory, size: int, ssl=None, mode: str = "tcp"):

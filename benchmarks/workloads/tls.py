@@ -28,7 +28,7 @@ def _tls_echo(size: int) -> Workload:
     return Workload(body, 1500, 400, "round trip", smoke_size=200, unsupported=_NO_TLS, placed=True)
 
 
-async def _https_hello(duration_ms: int) -> int:
+async def _https_hello(duration_ms: int) -> tuple[int, float]:
     return await _http_hello(duration_ms, ssl=_server_context())
 
 
