@@ -39,6 +39,32 @@ def test_reader_is_level_triggered(loop, sockpair):
     assert loop.remove_reader(a) is False
 
 
+def test_io_that_arrives_during_a_chain_of_callbacks_joins_the_next_turn(loop, sockpair):
+    # Every turn polls, callbacks ready or not: a reader made ready in turn 1 runs in turn 2,
+    # after the callback that was ready when turn 2 began, and not once the chain is over.
+    a, b = sockpair
+    log = []
+
+    def reader():
+        log.append("read")
+        a.recv(10)
+        loop.remove_reader(a)
+
+    def tick(n):
+        log.append(n)
+        if n == 1:
+            b.send(b"x")
+        if n < 6:
+            loop.call_soon(tick, n + 1)
+        else:
+            loop.stop()
+
+    loop.add_reader(a, reader)
+    loop.call_soon(tick, 1)
+    loop.run_forever()
+    assert log == [1, 2, "read", 3, 4, 5, 6]
+
+
 def test_reader_that_drains_is_called_once_per_write(loop, sockpair):
     a, b = sockpair
     got = []
