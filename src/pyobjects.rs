@@ -32,11 +32,19 @@ cached_attr!(
 cached_attr!(extract_stack, "asyncio.format_helpers", "extract_stack");
 cached_attr!(getframe, "sys", "_getframe");
 cached_attr!(coroutines_iscoroutine, "asyncio.coroutines", "iscoroutine");
-cached_attr!(
-    coroutines_iscoroutinefunction,
-    "asyncio.coroutines",
-    "iscoroutinefunction"
-);
+/// What asyncio's `_check_callback` asks: `asyncio.coroutines._iscoroutinefunction` from Python 3.14,
+/// which deprecates the public name (calling it warns), and `iscoroutinefunction` before.
+pub fn coroutines_iscoroutinefunction(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        let coroutines = py.import("asyncio.coroutines")?;
+        match coroutines.getattr("_iscoroutinefunction") {
+            Ok(private) => Ok(private.unbind()),
+            Err(_) => Ok(coroutines.getattr("iscoroutinefunction")?.unbind()),
+        }
+    })
+    .map(|obj| obj.bind(py).clone())
+}
 cached_attr!(thread_get_ident, "threading", "get_ident");
 
 cached_attr!(asyncio_logger, "asyncio.log", "logger");

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import threading
+import warnings
 
 import ferroloop
 import pytest
@@ -153,6 +154,21 @@ def test_debug_mode_rejects_coroutines_and_non_callables(loop):
         TypeError, match=r"^a callable object was expected by call_soon\(\), got 42$"
     ):
         loop.call_soon(42)
+
+
+def test_debug_mode_checks_warn_about_nothing(loop):
+    # Python 3.14 deprecates asyncio.iscoroutinefunction (it warns when called); asyncio's own
+    # check calls the private name, and so must ferroloop's.
+    loop.set_debug(True)
+
+    async def coro_func():
+        pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="coroutines cannot be used"):
+            loop.call_soon(coro_func)
+        loop.call_soon(print).cancel()
 
 
 def test_debug_mode_checks_the_calling_thread(loop):

@@ -118,6 +118,18 @@ def test_transport_methods_and_returncodes(loop):
     assert loop.run_until_complete(main()) == (True, None, True, True, -signal.SIGTERM)
 
 
+def test_a_subprocess_warns_about_nothing(loop):
+    # Python 3.14 deprecates asyncio.get_event_loop_policy (it warns when called), which
+    # ferroloop reads to find an installed child watcher: it must use the private accessor there.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "raise SystemExit(4)")
+        return await proc.wait()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loop.run_until_complete(main()) == 4
+
+
 @pytest.mark.skipif(
     not hasattr(asyncio, "SafeChildWatcher") or sys.version_info >= (3, 14),
     reason="child watchers exist up to Python 3.13",

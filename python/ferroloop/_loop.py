@@ -53,6 +53,10 @@ def _pidfds_work() -> bool:
 
 _PIDFDS_WORK = _pidfds_work()
 
+# Python 3.14 deprecates asyncio.get_event_loop_policy (calling it warns) and keeps the accessor
+# under a private name, which asyncio's own code calls.
+_get_policy = getattr(events, "_get_event_loop_policy", events.get_event_loop_policy)
+
 
 def _refuses_owned_fds(method) -> bool:
     """Whether the stdlib's transport factory `method` first checks that no transport owns the
@@ -330,7 +334,7 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     async def _make_subprocess_transport(
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
     ):
-        watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
+        watcher = getattr(_get_policy(), "_watcher", None)
         default_watcher = getattr(unix_events, "ThreadedChildWatcher", None)
         if not _PIDFDS_WORK or (watcher is not None and type(watcher) is not default_watcher):
             return await super()._make_subprocess_transport(
