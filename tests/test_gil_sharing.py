@@ -12,8 +12,14 @@ import time
 import pytest
 
 # A loop that never let go of the GIL while busy would hold it for the whole interval each time
-# another thread asked for it: one second per executor job.
+# another thread asked for it: one second per executor job, 20 s for the 20 jobs below.
 SWITCH_INTERVAL = 1.0
+# A loop that lets go of it in every poll runs them in milliseconds; but where other processes
+# keep every core busy, a thread asking for the GIL is not always running when the loop lets go,
+# and then waits an interval, on asyncio's loop as on ferroloop (two busy processes on this 2-core
+# VM: up to 2.8 s for the 20 jobs on asyncio, 1.9 s on ferroloop). The bound allows such misses
+# and still fails a loop that keeps the GIL while busy.
+BOUND = 5 * SWITCH_INTERVAL
 
 
 @pytest.fixture
@@ -50,7 +56,7 @@ def test_executor_jobs_finish_while_the_loop_is_busy(loop, long_switch_interval)
             assert await loop.run_in_executor(None, abs, -i) == i
 
     elapsed = loop.run_until_complete(_while_busy(jobs))
-    assert elapsed < SWITCH_INTERVAL / 2
+    assert elapsed < BOUND
 
 
 def test_a_thread_takes_the_gil_again_and_again_while_the_loop_is_busy(loop, long_switch_interval):
@@ -68,4 +74,4 @@ def test_a_thread_takes_the_gil_again_and_again_while_the_loop_is_busy(loop, lon
         thread.join()
 
     elapsed = loop.run_until_complete(_while_busy(thread_work))
-    assert elapsed < SWITCH_INTERVAL / 2
+    assert elapsed < BOUND
