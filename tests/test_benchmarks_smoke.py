@@ -15,7 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from workloads import ALL  # noqa: E402
-from workloads.frameworks import WORKLOADS as FRAMEWORK_ROWS  # noqa: E402
+from workloads.frameworks import MODULES  # noqa: E402
 from workloads.network import LOADGEN  # noqa: E402
 
 
@@ -26,9 +26,8 @@ def test_workload_runs_on_ferroloop(name):
         pytest.skip("the load client is not built (make loadgen)")
     if "wrk" in name and shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (make test and make bench install it)")
-    if name in FRAMEWORK_ROWS:
-        for module in ("aiohttp", "uvicorn", "httptools"):
-            pytest.importorskip(module, reason=f"{module} is not installed (requirements-dev.txt)")
+    for module in MODULES.get(name, ()):
+        pytest.importorskip(module, reason=f"{module} is not installed (requirements-dev.txt)")
     if name in ("TaskGroup x100k", "asyncio.timeout()") and sys.version_info < (3, 11):
         pytest.skip("asyncio.TaskGroup and asyncio.timeout are new in 3.11")
     out = subprocess.run(

@@ -84,3 +84,9 @@ WORKLOADS = {
         _uvicorn_hello, 2000, 1000, "request", smoke_size=1000, placed=True
     ),
 }
+
+# The modules each row imports (requirements-dev.txt and benchmarks/requirements.txt pin them).
+MODULES = {
+    "aiohttp hello (wrk)": ("aiohttp",),
+    "uvicorn+httptools hello (wrk)": ("uvicorn", "httptools"),
+}
