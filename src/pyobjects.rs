@@ -38,10 +38,10 @@ pub fn coroutines_iscoroutinefunction(py: Python<'_>) -> PyResult<Bound<'_, PyAn
     static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     CELL.get_or_try_init(py, || {
         let coroutines = py.import("asyncio.coroutines")?;
-        match coroutines.getattr("_iscoroutinefunction") {
-            Ok(private) => Ok(private.unbind()),
-            Err(_) => Ok(coroutines.getattr("iscoroutinefunction")?.unbind()),
-        }
+        coroutines
+            .getattr("_iscoroutinefunction")
+            .or_else(|_| coroutines.getattr("iscoroutinefunction"))
+            .map(Bound::unbind)
     })
     .map(|obj| obj.bind(py).clone())
 }
