@@ -73,9 +73,10 @@ test-pythons: loadgen services
 	for v in $(OTHER_PYTHONS); do .ci/test-python $$v || exit 1; done
 
 # Other projects' own suites (anyio, aiohttp, uvicorn, asyncssh, starlette, uvloop's asyncio
-# classes), each on asyncio and on ferroloop's release wheel; fails if a test fails on ferroloop
-# only. Needs the network, about 20 minutes; not part of `make test`. PEER_SUITES picks some.
-peer-suites: bench-install
+# classes, asyncpg, redis-py's asyncio client), each on asyncio and on ferroloop's release wheel;
+# fails if a test fails on ferroloop only. Needs the network, about 30 minutes; not part of
+# `make test`. PEER_SUITES picks some.
+peer-suites: bench-install services
 	$(BENCH_BIN)/python -m conformance.peer_suites --wheel target/wheels/*.whl $(PEER_SUITES)
 
 $(BENCH_BIN)/.ready: benchmarks/requirements.txt

@@ -16,18 +16,26 @@ suites found: docs/peer-suites.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPS = ("asyncio", "ferroloop")
+
+# redis-py's asyncio test modules that need a Redis Cluster or Redis Stack's modules.
+REDIS_NEEDS_MORE_SERVERS = ("cluster", "cluster_transaction", "json", "search", "bloom")
+REDIS_NEEDS_MORE_SERVERS += ("timeseries",)
 
 
 @dataclass
@@ -45,6 +53,13 @@ class Suite:
     # Run in a directory holding only this part of the sdist, whose unbuilt sources would
     # otherwise hide the installed package from the tests and the processes they start.
     isolate: str | None = None
+    # A server the tests talk to, started for the suite's runs and stopped after them. "{port}"
+    # in it and in `argv` stands for the TCP port it listens on: `port`, or any free one.
+    service: list[str] | None = None
+    port: int | None = None
+    # The suite starts servers that refuse to run as root (PostgreSQL): as root, it runs in a
+    # user namespace where it is another user (see `not_as_root`).
+    not_root: bool = False
 
 
 UVLOOP_RUNNER = """
@@ -62,6 +77,19 @@ for spec in sys.argv[1:]:
     module = importlib.import_module("tests." + module)
     for name in classes.split(","):
         suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(getattr(module, name)))
+unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+"""
+
+ASYNCPG_RUNNER = """
+import os, sys, unittest
+sys.path.insert(0, os.getcwd())
+if os.environ.get("PEER_SUITE_LOOP") == "ferroloop":
+    import ferroloop
+    # asyncpg's _testbase makes each test class's loop with uvloop.new_event_loop() when
+    # USE_UVLOOP is set: the one place where the suite picks its loop.
+    sys.modules["uvloop"] = ferroloop
+    os.environ["USE_UVLOOP"] = "1"
+suite = unittest.defaultTestLoader.discover("tests", pattern="test_*.py", top_level_dir=".")
 unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 """
 
@@ -183,6 +211,30 @@ SUITES = {
         ],
         isolate="tests",
     ),
+    # The asyncio client's tests, but for REDIS_NEEDS_MORE_SERVERS.
+    "redis": Suite(
+        "8.1.0",
+        ["pytest", "pytest-asyncio>=0.24.0", "pytest-timeout", "ujson", "numpy", "aiohttp"]
+        + ["pybreaker", "xxhash", "redis-entraid", "packaging", "opentelemetry-api"]
+        + ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"],
+        [("tests/conftest.py", " import uvloop\n", " import ferroloop as uvloop\n")],
+        [*PYTEST, "tests/test_asyncio", "-o", "addopts=", "--redis-url=redis://localhost:{port}/0"]
+        + [f"--ignore=tests/test_asyncio/test_{name}.py" for name in REDIS_NEEDS_MORE_SERVERS],
+        loop_args={"ferroloop": ["--uvloop"]},
+        service=["redis-server", "--port", "{port}", "--save", "", "--appendonly", "no"]
+        + ["--enable-debug-command", "local"],
+        # Some tests connect to the default port whatever --redis-url says.
+        port=6379,
+    ),
+    # asyncpg's tests start PostgreSQL clusters of their own, with the server's binaries.
+    "asyncpg": Suite(
+        "0.32.0",
+        ["asyncpg==0.32.0", "distro"],
+        [],
+        ["python", "-c", ASYNCPG_RUNNER],
+        isolate="tests",
+        not_root=True,
+    ),
 }
 
 
@@ -243,6 +295,52 @@ def summary(stdout: str, stderr: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def free_port(port: int = 0) -> int:
+    """`port` if nothing listens there, or any free port if it is 0."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise SystemExit(f"port {port} is taken, and the suite's server needs it") from error
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(argv: list[str] | None, port: int, log: Path):
+    """Runs the suite's server, if it has one, until the block ends."""
+    if argv is None:
+        yield
+        return
+    with log.open("w") as out:
+        server = subprocess.Popen([a.format(port=port) for a in argv], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{argv[0]} did not start listening on port {port}: see {log}")
+            time.sleep(0.1)
+        yield
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def not_as_root(argv: list[str]) -> list[str]:
+    """The command that runs `argv` as someone other than root: unchanged unless we are root,
+    else in a user namespace whose one user has postgres's ids (or nobody's). Inside, the
+    programs see that user; the files they make belong to root outside."""
+    if os.geteuid() != 0:
+        return argv
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        user = pwd.getpwnam("nobody")
+    ids = [f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}"]
+    return ["unshare", "--user", *ids, *argv]
+
+
 def run_suite(name: str, suite: Suite, wheel: Path, workdir: Path) -> set[str]:
     tree = fetch_sdist(name, suite.version, workdir)
     apply_patches(tree, suite.patches)
@@ -252,6 +350,7 @@ def run_suite(name: str, suite: Suite, wheel: Path, workdir: Path) -> set[str]:
             shutil.copytree(tree / suite.isolate, isolated)
         tree = isolated.parent
     venv = workdir / f"venv-{name}"
+    port = free_port(suite.port or 0)
     if not (venv / "bin" / "python").exists():
         run([sys.executable, "-m", "venv", str(venv)])
     run([str(venv / "bin" / "pip"), "install", "-q", *suite.deps])
@@ -261,8 +360,11 @@ def run_suite(name: str, suite: Suite, wheel: Path, workdir: Path) -> set[str]:
         """Runs the suite, or only `targets` (pytest ids), on `loop`: failing ids, each mapped
         from its loop-neutral name (`rename`) to the id this loop's run gave it."""
         argv = [str(venv / "bin" / suite.argv[0]), *suite.argv[1:], *suite.loop_args.get(loop, [])]
+        argv = [a.format(port=port) if "{port}" in a else a for a in argv]
         if targets is not None:
-            argv = [a for a in argv if a != "tests"] + targets
+            argv = [a for a in argv if not a.startswith("tests")] + targets
+        if suite.not_root:
+            argv = not_as_root(argv)
         env = {**os.environ, "PEER_SUITE_LOOP": loop, **suite.env.get(loop, {})}
         done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
         label = "again" if targets else "all"
@@ -274,17 +376,18 @@ def run_suite(name: str, suite: Suite, wheel: Path, workdir: Path) -> set[str]:
         failed = failures(done.stdout + done.stderr)
         return {neutral_id(i, suite.rename): i for i in failed}
 
-    failed = {loop: run_on(loop) for loop in LOOPS}
-    only_ferroloop = set(failed["ferroloop"]) - set(failed["asyncio"])
-    only_asyncio = set(failed["asyncio"]) - set(failed["ferroloop"])
-    # A failure seen once on ferroloop only is run again alone on both loops: an unraisable
-    # warning is reported in whichever test the collector happens to run in. (`rename` maps
-    # ferroloop's ids to asyncio's, so the loop-neutral names are asyncio's ids.)
-    if only_ferroloop and "pytest" in suite.argv:
-        ids = sorted(only_ferroloop)
-        again_asyncio = run_on("asyncio", ids)
-        again_ferroloop = run_on("ferroloop", [failed["ferroloop"][i] for i in ids])
-        only_ferroloop = set(again_ferroloop) - set(again_asyncio)
+    with serving(suite.service, port, workdir / f"{name}-service.log"):
+        failed = {loop: run_on(loop) for loop in LOOPS}
+        only_ferroloop = set(failed["ferroloop"]) - set(failed["asyncio"])
+        only_asyncio = set(failed["asyncio"]) - set(failed["ferroloop"])
+        # A failure seen once on ferroloop only is run again alone on both loops: an unraisable
+        # warning is reported in whichever test the collector happens to run in. (`rename` maps
+        # ferroloop's ids to asyncio's, so the loop-neutral names are asyncio's ids.)
+        if only_ferroloop and "pytest" in suite.argv:
+            ids = sorted(only_ferroloop)
+            again_asyncio = run_on("asyncio", ids)
+            again_ferroloop = run_on("ferroloop", [failed["ferroloop"][i] for i in ids])
+            only_ferroloop = set(again_ferroloop) - set(again_asyncio)
     print(f"   failing on both loops: {len(set(failed['asyncio']) & set(failed['ferroloop']))}")
     for label, ids in (("ferroloop only", only_ferroloop), ("asyncio only", only_asyncio)):
         print(f"   failing on {label}: {len(ids)}")
