@@ -14,8 +14,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from workloads import ALL  # noqa: E402
-from workloads.frameworks import MODULES  # noqa: E402
+from workloads import ALL, MODULES  # noqa: E402
 from workloads.network import LOADGEN  # noqa: E402
 
 
@@ -26,6 +25,8 @@ def test_workload_runs_on_ferroloop(name):
         pytest.skip("the load client is not built (make loadgen)")
     if "wrk" in name and shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (make test and make bench install it)")
+    if "redis-server" in name and shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test and make bench install it)")
     for module in MODULES.get(name, ()):
         pytest.importorskip(module, reason=f"{module} is not installed (requirements-dev.txt)")
     if name in ("TaskGroup x100k", "asyncio.timeout()") and sys.version_info < (3, 11):
