@@ -34,8 +34,14 @@ from pathlib import Path
 LOOPS = ("asyncio", "ferroloop")
 
 # redis-py's asyncio test modules that need a Redis Cluster or Redis Stack's modules.
-REDIS_NEEDS_MORE_SERVERS = ("cluster", "cluster_transaction", "json", "search", "bloom")
-REDIS_NEEDS_MORE_SERVERS += ("timeseries",)
+REDIS_NEEDS_MORE_SERVERS = (
+    "cluster",
+    "cluster_transaction",
+    "json",
+    "search",
+    "bloom",
+    "timeseries",
+)
 
 
 @dataclass

@@ -32,9 +32,11 @@ async def _redis_set_get(duration_ms: int) -> tuple[int, float]:
     if server_bin is None:
         raise SystemExit("redis-server is not installed: `make bench` installs it")
     port = _free_port()
-    argv = [server_bin, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    # In memory only, as a cache: no snapshots, no append-only file.
+    argv = [server_bin, "--bind", "127.0.0.1", "--port", str(port)]
+    argv += ["--save", "", "--appendonly", "no"]
     server = await asyncio.create_subprocess_exec(
-        *client_argv([*argv, "--appendonly", "no"]), stdout=asyncio.subprocess.DEVNULL
+        *client_argv(argv), stdout=asyncio.subprocess.DEVNULL
     )
     client = redis.Redis(port=port, max_connections=_CONCURRENCY)
     try:
