@@ -238,7 +238,7 @@ def chart(results: dict, header: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 3 repetitions")
-    # The full run: 5 repetitions, full sizes (about 25 minutes on 2 cores).
+    # The full run: 5 repetitions, full sizes (about 27 minutes on 2 cores).
     parser.add_argument("--reps", type=int)
     parser.add_argument("--only", help="run the workloads whose name contains this")
     parser.add_argument("--loops", default=",".join(ALL_LOOPS))

@@ -311,6 +311,12 @@ def free_port(port: int = 0) -> int:
         return sock.getsockname()[1]
 
 
+def with_port(argv: list[str], port: int) -> list[str]:
+    """`argv` with "{port}" in its arguments replaced by `port` (the others left as they are:
+    a runner script's text may hold braces of its own)."""
+    return [a.format(port=port) if "{port}" in a else a for a in argv]
+
+
 @contextlib.contextmanager
 def serving(argv: list[str] | None, port: int, log: Path):
     """Runs the suite's server, if it has one, until the block ends."""
@@ -318,7 +324,7 @@ def serving(argv: list[str] | None, port: int, log: Path):
         yield
         return
     with log.open("w") as out:
-        server = subprocess.Popen([a.format(port=port) for a in argv], stdout=out, stderr=out)
+        server = subprocess.Popen(with_port(argv, port), stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -366,7 +372,7 @@ def run_suite(name: str, suite: Suite, wheel: Path, workdir: Path) -> set[str]:
         """Runs the suite, or only `targets` (pytest ids), on `loop`: failing ids, each mapped
         from its loop-neutral name (`rename`) to the id this loop's run gave it."""
         argv = [str(venv / "bin" / suite.argv[0]), *suite.argv[1:], *suite.loop_args.get(loop, [])]
-        argv = [a.format(port=port) if "{port}" in a else a for a in argv]
+        argv = with_port(argv, port)
         if targets is not None:
             argv = [a for a in argv if not a.startswith("tests")] + targets
         if suite.not_root:
