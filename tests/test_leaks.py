@@ -48,32 +48,11 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-class Echo(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.transport.write(data)
-
-
 class Failing(asyncio.Protocol):
     """Raises from data_received: the loop reports it and closes the transport."""
 
     def data_received(self, data):
         raise RuntimeError("failing protocol")
-
-
-async def tcp_streams(n, env):
-    server = await asyncio.start_server(_echo_once, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    for _ in range(n):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"x" * 1000)
-        await reader.readexactly(1000)
-        writer.close()
-        await writer.wait_closed()
-    server.close()
-    await server.wait_closed()
 
 
 async def _echo_once(reader, writer):
@@ -82,31 +61,38 @@ async def _echo_once(reader, writer):
     writer.close()
 
 
+async def _stream_cycles(server, n, connect):
+    """`n` connections to `server` (serving `_echo_once`) made by `connect()`: an echo, a close."""
+    async with server:
+        for _ in range(n):
+            reader, writer = await connect()
+            writer.write(b"x" * 1000)
+            await reader.readexactly(1000)
+            writer.close()
+            await writer.wait_closed()
+
+
+async def tcp_streams(n, env):
+    server = await asyncio.start_server(_echo_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    await _stream_cycles(server, n, lambda: asyncio.open_connection("127.0.0.1", port))
+
+
 async def tls_streams(n, env):
     server, port = await start_tls_server(env.server_ctx, _echo_once)
-    for _ in range(n):
-        reader, writer = await asyncio.open_connection(
+    await _stream_cycles(
+        server,
+        n,
+        lambda: asyncio.open_connection(
             "127.0.0.1", port, ssl=env.client_ctx, server_hostname="localhost"
-        )
-        writer.write(b"x" * 1000)
-        await reader.readexactly(1000)
-        writer.close()
-        await writer.wait_closed()
-    server.close()
-    await server.wait_closed()
+        ),
+    )
 
 
 async def unix_streams(n, env):
     path = str(env.tmp_path / "leaks.sock")
     server = await asyncio.start_unix_server(_echo_once, path)
-    for _ in range(n):
-        reader, writer = await asyncio.open_unix_connection(path)
-        writer.write(b"y" * 1000)
-        await reader.readexactly(1000)
-        writer.close()
-        await writer.wait_closed()
-    server.close()
-    await server.wait_closed()
+    await _stream_cycles(server, n, lambda: asyncio.open_unix_connection(path))
 
 
 async def refused_connections(n, env):
@@ -166,6 +152,15 @@ async def udp_endpoints(n, env):
     server.close()
 
 
+async def _cancelled_while_waiting(coroutine):
+    """Starts `coroutine`, lets it block, cancels it and sees it end cancelled."""
+    task = asyncio.ensure_future(coroutine)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def sock_calls(n, env):
     loop = asyncio.get_running_loop()
     for _ in range(n):
@@ -176,11 +171,7 @@ async def sock_calls(n, env):
             received = asyncio.ensure_future(loop.sock_recv(b, 100))
             await loop.sock_sendall(a, b"abc")
             assert await received == b"abc"
-            waiting = asyncio.ensure_future(loop.sock_recv(b, 100))
-            await asyncio.sleep(0)
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
+            await _cancelled_while_waiting(loop.sock_recv(b, 100))
 
 
 async def fd_callbacks(n, env):
@@ -239,11 +230,7 @@ async def callbacks_timers_tasks(n, env):
         await done
         loop.call_later(10, print).cancel()
         await asyncio.ensure_future(asyncio.sleep(0))
-        sleeper = asyncio.ensure_future(asyncio.sleep(10))
-        await asyncio.sleep(0)
-        sleeper.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sleeper
+        await _cancelled_while_waiting(asyncio.sleep(10))
 
 
 async def threadsafe_calls(n, env):
