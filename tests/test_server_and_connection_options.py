@@ -1,8 +1,9 @@
 """The Server object's life and the connection and endpoint options issue 3 names, on asyncio and
 ferroloop alike: start_serving, serve_forever, is_serving, get_loop, the async context manager,
-wait_closed, close_clients/abort_clients and keep_alive (3.13), reuse_port, happy_eyeballs_delay
-and interleave, all_errors (3.12), create_unix_connection/create_unix_server with a protocol,
-allow_broadcast, and the sock_* calls into buffers and files.
+wait_closed, close_clients/abort_clients and keep_alive (3.13), a host list, reuse_address,
+reuse_port, sock=, happy_eyeballs_delay and interleave, all_errors (3.12), create_unix_connection
+and create_unix_server with protocols and a stale socket file, allow_broadcast, the sock_* calls
+into buffers and from files, and sendfile's fallback.
 """
 
 from __future__ import annotations
@@ -359,3 +360,92 @@ def test_sock_sendfile_sends_the_file_from_an_offset(loop, tmp_path):
     assert sent == len(payload) - 1000
     assert received == payload[1000:]
     assert position == len(payload)
+
+
+def test_servers_and_connections_on_sockets_the_caller_made(loop):
+    async def main():
+        listening = socket.create_server(("127.0.0.1", 0))
+        server = await asyncio.start_server(_echo, sock=listening)
+        async with server:
+            assert server.sockets[0].getsockname() == listening.getsockname()
+            connected = socket.create_connection(listening.getsockname())
+            reader, writer = await asyncio.open_connection(sock=connected)
+            writer.write(b"on my socket")
+            echoed = await reader.readexactly(12)
+            writer.close()
+            await writer.wait_closed()
+            return echoed
+
+    assert loop.run_until_complete(main()) == b"on my socket"
+
+
+def test_a_server_on_a_list_of_hosts_listens_on_each(loop):
+    async def main():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = await asyncio.start_server(_echo, ["127.0.0.1", "::1"], port, reuse_address=True)
+        async with server:
+            names = sorted(sock.getsockname()[:2] for sock in server.sockets)
+            reuse = [
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) for sock in server.sockets
+            ]
+            reader, writer = await asyncio.open_connection("::1", port)
+            writer.write(b"six")
+            echoed = await reader.readexactly(3)
+            writer.close()
+            await writer.wait_closed()
+            return names, port, reuse, echoed
+
+    names, port, reuse, echoed = loop.run_until_complete(main())
+    assert names == [("127.0.0.1", port), ("::1", port)]
+    assert reuse == [1, 1]
+    assert echoed == b"six"
+
+
+def test_a_stale_unix_socket_file_is_replaced(loop, tmp_path):
+    path = str(tmp_path / "stale.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # the file stays, with nobody listening on it
+
+    async def main():
+        server = await asyncio.start_unix_server(_echo, path)
+        async with server:
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"fresh")
+            echoed = await reader.readexactly(5)
+            writer.close()
+            await writer.wait_closed()
+            return echoed
+
+    assert loop.run_until_complete(main()) == b"fresh"
+
+
+def test_sendfile_falls_back_to_reads_and_writes_where_the_transport_cannot(
+    loop, tmp_path, server_ctx, client_ctx
+):
+    path = tmp_path / "payload.bin"
+    payload = bytes(range(256)) * 1024
+    path.write_bytes(payload)
+
+    @_served
+    async def receive(reader, writer):
+        writer.write(await reader.readexactly(len(payload)))
+
+    async def main():
+        server = await asyncio.start_server(receive, "127.0.0.1", 0, ssl=server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", _port(server), ssl=client_ctx, server_hostname="localhost"
+            )
+            with open(path, "rb") as f:
+                with pytest.raises(RuntimeError, match="fallback is disabled and native sendfile"):
+                    await loop.sendfile(writer.transport, f, fallback=False)
+                sent = await loop.sendfile(writer.transport, f)
+            echoed = await reader.readexactly(len(payload))
+            writer.close()
+            await writer.wait_closed()
+            return sent, echoed
+
+    assert loop.run_until_complete(main()) == (len(payload), payload)
