@@ -1,6 +1,6 @@
 """The pipe transports, on asyncio and ferroloop alike: callback order through EOF, reads larger
-than one read buffer, pausing, a socket end used as a pipe; writes beyond the pipe's capacity with
-flow control, a closed reader, and asyncio's check of what is written."""
+than one read buffer, pausing, a socket end and a terminal used as pipes; writes beyond the pipe's
+capacity with flow control, a closed reader, and asyncio's check of what is written."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import sys
+import tty
 
 import pytest
 from test_transports import Recorder
@@ -134,3 +135,23 @@ def test_write_pipe_refuses_str_as_asyncio_does(loop):
     if sys.flags.optimize:
         pytest.skip("asyncio checks with an assert, which -O removes")
     loop.run_until_complete(main())
+
+
+def test_a_terminal_is_a_pipe_both_ways(loop):
+    # A pseudo-terminal's ends are character devices, which asyncio's pipe transports take.
+    async def main():
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        reading, proto = await loop.connect_read_pipe(
+            lambda: Recorder(loop), os.fdopen(master, "rb", 0)
+        )
+        writing, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(slave, "wb", 0))
+        writing.write(b"through a tty")
+        while len(proto.data) < 13:
+            await asyncio.sleep(0.01)
+        writing.close()
+        reading.close()
+        await asyncio.wait_for(proto.lost, 10)
+        return bytes(proto.data)
+
+    assert loop.run_until_complete(main()) == b"through a tty"
