@@ -58,43 +58,46 @@ class Program:
         action = rnd.random()
         self.ids += 1
         name = f"cb{self.ids}"
-        self.outstanding += 1
         if action < 0.25:
+            self.outstanding += 1
             loop.call_soon(self.callback, name)
         elif action < 0.4:
+            self.outstanding += 1
             loop.call_at(self.past + rnd.random() * 900.0, self.callback, name)
         elif action < 0.45:
+            self.outstanding += 1
             # Whole seconds apart: the deadline is the call's time minus the delay, and the order
             # of two must not hang on how much time passed between them.
             loop.call_later(-rnd.randrange(1, 10**6), self.callback, name)
+        elif action < 0.55:
+            self.far_timers.append(loop.call_at(loop.time() + FAR, self.callback, name))
+        elif action < 0.65 and self.far_timers:
+            handle = self.far_timers.pop(rnd.randrange(len(self.far_timers)))
+            handle.cancel()
+            self.trace.append(f"cancelled {handle.cancelled()}")
+        elif action < 0.67:
+            loop.stop()
+            self.trace.append("stop")
         elif action < 0.77:
-            self.outstanding -= 1
-            if action < 0.55:
-                self.far_timers.append(loop.call_at(loop.time() + FAR, self.callback, name))
-            elif action < 0.65 and self.far_timers:
-                handle = self.far_timers.pop(rnd.randrange(len(self.far_timers)))
-                handle.cancel()
-                self.trace.append(f"cancelled {handle.cancelled()}")
-            elif action < 0.67:
-                loop.stop()
-                self.trace.append("stop")
-            else:
-                self.outstanding += 1
-                task = loop.create_task(self.coroutine(name))
-                task.add_done_callback(lambda task: self.done_one())
-                if rnd.random() < 0.2:
-                    loop.call_soon(task.cancel)
+            self.outstanding += 1
+            task = loop.create_task(self.coroutine(name))
+            task.add_done_callback(lambda task: self.done_one())
+            if rnd.random() < 0.2:
+                loop.call_soon(task.cancel)
         elif action < 0.85:
+            self.outstanding += 1
             future = loop.create_future()
             future.add_done_callback(lambda f, name=name: self.callback(f"{name} {f.result()}"))
             loop.call_soon(future.set_result, name)
         elif action < 0.9:
+            self.outstanding += 1
             loop.call_soon_threadsafe(self.callback, name)
         else:
             handle = loop.call_soon(self.callback, name)
             if rnd.random() < 0.5:
                 handle.cancel()
-                self.outstanding -= 1
+            else:
+                self.outstanding += 1
 
     async def coroutine(self, name):
         try:
