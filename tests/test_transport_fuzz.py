@@ -51,6 +51,16 @@ class Checker(asyncio.Protocol):
         if self.made:
             self.violated("connection_made twice")
         self.made = True
+        self.transport = transport
+
+    def pause(self):
+        self.transport.pause_reading()
+        self.paused = True
+
+    def resume(self):
+        self.paused = False
+        self.resumed_since_eof = True
+        self.transport.resume_reading()
 
     def data_received(self, data):
         if not self.made:
@@ -165,12 +175,9 @@ async def drive(loop, port, tls, violations, rnd):
             else:
                 transport.writelines([b"a" * 10, bytearray(5000), memoryview(b"c" * 3)])
         elif action < 0.4:
-            transport.pause_reading()
-            protocol.paused = True
+            protocol.pause()
         elif action < 0.5:
-            protocol.paused = False
-            protocol.resumed_since_eof = True
-            transport.resume_reading()
+            protocol.resume()
         elif action < 0.55:
             transport.set_write_buffer_limits(high=rnd.choice([0, 10, 100_000]))
         elif action < 0.58 and transport.can_write_eof():
@@ -188,9 +195,7 @@ async def drive(loop, port, tls, violations, rnd):
         if not protocol.paused and not transport.is_closing() and not transport.is_reading():
             violations.append("is_reading() false while not paused")
     if not transport.is_closing():
-        protocol.paused = False
-        protocol.resumed_since_eof = True
-        transport.resume_reading()
+        protocol.resume()
         if rnd.random() < 0.7:
             transport.close()
         else:
