@@ -68,8 +68,13 @@ def _port(server) -> int:
     return server.sockets[0].getsockname()[1]
 
 
-async def _round_trip(port, data=b"ping"):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _round_trip(port):
+    return await _echoed(asyncio.open_connection("127.0.0.1", port))
+
+
+async def _echoed(connecting, data=b"ping"):
+    """Sends `data` over the stream `connecting` opens, reads it back and closes."""
+    reader, writer = await connecting
     writer.write(data)
     echoed = await reader.readexactly(len(data))
     writer.close()
@@ -369,12 +374,7 @@ def test_servers_and_connections_on_sockets_the_caller_made(loop):
         async with server:
             assert server.sockets[0].getsockname() == listening.getsockname()
             connected = socket.create_connection(listening.getsockname())
-            reader, writer = await asyncio.open_connection(sock=connected)
-            writer.write(b"on my socket")
-            echoed = await reader.readexactly(12)
-            writer.close()
-            await writer.wait_closed()
-            return echoed
+            return await _echoed(asyncio.open_connection(sock=connected), b"on my socket")
 
     assert loop.run_until_complete(main()) == b"on my socket"
 
@@ -390,11 +390,7 @@ def test_a_server_on_a_list_of_hosts_listens_on_each(loop):
             reuse = [
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) for sock in server.sockets
             ]
-            reader, writer = await asyncio.open_connection("::1", port)
-            writer.write(b"six")
-            echoed = await reader.readexactly(3)
-            writer.close()
-            await writer.wait_closed()
+            echoed = await _echoed(asyncio.open_connection("::1", port), b"six")
             return names, port, reuse, echoed
 
     names, port, reuse, echoed = loop.run_until_complete(main())
@@ -412,12 +408,7 @@ def test_a_stale_unix_socket_file_is_replaced(loop, tmp_path):
     async def main():
         server = await asyncio.start_unix_server(_echo, path)
         async with server:
-            reader, writer = await asyncio.open_unix_connection(path)
-            writer.write(b"fresh")
-            echoed = await reader.readexactly(5)
-            writer.close()
-            await writer.wait_closed()
-            return echoed
+            return await _echoed(asyncio.open_unix_connection(path), b"fresh")
 
     assert loop.run_until_complete(main()) == b"fresh"
 
