@@ -1,6 +1,7 @@
 """The datagram transport's contracts, on asyncio and ferroloop alike: addresses as the socket
 module gives them (IPv4, IPv6, Unix paths, the abstract namespace), remote_addr checks, errors
-through error_received, host names, misuse messages, closing."""
+through error_received, host names, misuse messages, closing, a socket of the caller's and the
+arguments asyncio refuses."""
 
 from __future__ import annotations
 
@@ -353,3 +354,55 @@ def test_ferroloop_datagram_transport_is_a_datagram_transport():
         assert loop.run_until_complete(main()) == (True, True)
     finally:
         loop.close()
+
+
+# 3.13 reworded it.
+WRONG_SOCKET_TYPE = (
+    "A datagram socket was expected" if sys.version_info >= (3, 13) else "A UDP Socket was expected"
+)
+
+
+def test_a_given_socket_and_the_arguments_asyncio_checks(loop):
+    async def main():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+        given = (
+            transport.get_extra_info("socket").fileno() == sock.fileno(),
+            transport.get_extra_info("sockname") == sock.getsockname(),
+        )
+        transport.close()
+
+        forwarded, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol,
+            family=socket.AF_INET,
+            proto=socket.IPPROTO_UDP,
+            local_addr=("127.0.0.1", 0),
+        )
+        family = forwarded.get_extra_info("socket").family
+        forwarded.close()
+
+        refused = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            for arguments in (
+                {"sock": udp, "local_addr": ("127.0.0.1", 0)},
+                {"sock": tcp},
+                {"local_addr": ("127.0.0.1", 0), "remote_addr": ("::1", 9)},
+                {},
+            ):
+                with pytest.raises(ValueError) as error:
+                    await loop.create_datagram_endpoint(asyncio.DatagramProtocol, **arguments)
+                refused.append(str(error.value).split(" (")[0].split(", got")[0])
+        await asyncio.sleep(0)
+        return given, family, refused
+
+    given, family, refused = loop.run_until_complete(main())
+    assert given == (True, True)
+    assert family == socket.AF_INET
+    assert refused == [
+        "socket modifier keyword arguments can not be used when sock is specified.",
+        WRONG_SOCKET_TYPE,
+        "can not get address information",
+        "unexpected address family",
+    ]
