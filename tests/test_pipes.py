@@ -155,3 +155,24 @@ def test_a_terminal_is_a_pipe_both_ways(loop):
         return bytes(proto.data)
 
     assert loop.run_until_complete(main()) == b"through a tty"
+
+
+def test_pipe_transports_carry_their_pipe_and_are_asyncio_s_kinds(loop):
+    async def main():
+        r, w = os.pipe()
+        read_file, write_file = os.fdopen(r, "rb", 0), os.fdopen(w, "wb", 0)
+        reading, _ = await loop.connect_read_pipe(asyncio.Protocol, read_file)
+        writing, _ = await loop.connect_write_pipe(asyncio.Protocol, write_file)
+        found = (
+            reading.get_extra_info("pipe") is read_file,
+            writing.get_extra_info("pipe") is write_file,
+            isinstance(reading, asyncio.ReadTransport),
+            isinstance(writing, asyncio.WriteTransport),
+            reading.get_extra_info("nothing such", "default"),
+        )
+        writing.close()
+        reading.close()
+        await asyncio.sleep(0)
+        return found
+
+    assert loop.run_until_complete(main()) == (True, True, True, True, "default")
