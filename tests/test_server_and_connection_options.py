@@ -3,7 +3,8 @@ ferroloop alike: start_serving, serve_forever, is_serving, get_loop, the async c
 wait_closed, close_clients/abort_clients and keep_alive (3.13), a host list, reuse_address,
 reuse_port, sock=, happy_eyeballs_delay and interleave, all_errors (3.12), create_unix_connection
 and create_unix_server with protocols and a stale socket file, allow_broadcast, the sock_* calls
-into buffers and from files, and sendfile's fallback.
+into buffers and from files with the checks asyncio makes of their sockets, and sendfile's
+fallback.
 """
 
 from __future__ import annotations
@@ -440,3 +441,41 @@ def test_sendfile_falls_back_to_reads_and_writes_where_the_transport_cannot(
             return sent, echoed
 
     assert loop.run_until_complete(main()) == (len(payload), payload)
+
+
+def test_in_debug_mode_sock_calls_refuse_a_blocking_socket(loop, tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    loop.set_debug(True)
+
+    async def main():
+        stream, _ = socket.socketpair()
+        datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        unconnected = socket.socket()
+        with stream, _, datagram, unconnected, open(tmp_path / "empty", "rb") as file:
+            calls = [
+                loop.sock_recv(stream, 10),
+                loop.sock_recv_into(stream, bytearray(10)),
+                loop.sock_sendall(stream, b"x"),
+                loop.sock_connect(unconnected, ("127.0.0.1", 9)),
+                loop.sock_accept(unconnected),
+                loop.sock_sendfile(stream, file),
+            ]
+            if sys.version_info >= (3, 11):
+                calls += [
+                    loop.sock_recvfrom(datagram, 10),
+                    loop.sock_recvfrom_into(datagram, bytearray(10)),
+                    loop.sock_sendto(datagram, b"x", ("127.0.0.1", 9)),
+                ]
+            messages = []
+            for call in calls:
+                with pytest.raises(ValueError) as refused:
+                    await call
+                messages.append(str(refused.value))
+            datagram.setblocking(False)
+            with pytest.raises(ValueError) as not_a_stream:
+                await loop.sock_sendfile(datagram, file)
+            return set(messages), str(not_a_stream.value)
+
+    messages, not_a_stream = loop.run_until_complete(main())
+    assert messages == {"the socket must be non-blocking"}
+    assert not_a_stream == "only SOCK_STREAM type sockets are supported"
