@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import start_tls_server
+from conftest import free_port, start_tls_server
 
 RSS_SLACK_KB = 2048
 # Python objects the counts may differ by that no cycle made (the interpreter's own caches).
@@ -96,9 +96,7 @@ async def unix_streams(n, env):
 
 
 async def refused_connections(n, env):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     for _ in range(n):
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", port)

@@ -16,6 +16,7 @@ import socket
 import sys
 
 import pytest
+from conftest import echo_handler, free_port
 
 # The server ends of the connections the tests make, each resolved once its transport is closed:
 # each test waits for them before its loop closes (wait_closed() waits for them only from 3.12.1).
@@ -41,10 +42,7 @@ def _served(handler):
     return serve
 
 
-@_served
-async def _echo(reader, writer):
-    while data := await reader.read(100):
-        writer.write(data)
+_echo = _served(echo_handler)
 
 
 FLOOD = 64 * 1024 * 1024
@@ -227,9 +225,7 @@ def test_happy_eyeballs_moves_on_from_an_address_that_refuses(loop):
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="all_errors is new in 3.12")
 def test_all_errors_raises_every_address_error_as_a_group(loop):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
 
     async def main():
         _addresses(loop, ("127.0.0.1", port), ("127.0.0.1", port))
@@ -382,9 +378,7 @@ def test_servers_and_connections_on_sockets_the_caller_made(loop):
 
 def test_a_server_on_a_list_of_hosts_listens_on_each(loop):
     async def main():
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         server = await asyncio.start_server(_echo, ["127.0.0.1", "::1"], port, reuse_address=True)
         async with server:
             names = sorted(sock.getsockname()[:2] for sock in server.sockets)
