@@ -2,7 +2,8 @@
 
 Method: each (workload, loop, repetition) runs in a fresh process; repetitions are interleaved
 across loops with the order rotated each round, so that background load falls on all loops alike.
-Reported: the median with min and max, ratios against asyncio and uvloop, CPU time and peak RSS.
+Reported: the median with min and max, ratios against asyncio, uvloop and rloop (and, where
+ferroloop is within 3% of a peer, the runs compared round by round), CPU time and peak RSS.
 A workload whose load comes from a client process of its own is measured once per placement of
 the server and the client on the machine's cores, pinned (workloads/placement.py), in rows named
 by the placement: unpinned, such a row has two speeds 2-3x apart and reports the scheduler's pick.
@@ -32,6 +33,8 @@ from workloads import ALL  # noqa: E402
 from workloads.placement import PLACEMENTS, row_name  # noqa: E402
 
 ALL_LOOPS = ["asyncio", "uvloop", "rloop", "ferroloop"]
+# Rows whose ratio of medians to a peer is nearer 1 than this are also reported run by run.
+CLOSE = 0.03
 
 
 def versions() -> dict[str, str]:
@@ -118,12 +121,30 @@ def summarize(runs: dict[str, list[dict]], metric: str) -> dict[str, dict]:
     return summary
 
 
+def speedup(a: float, b: float, metric: str) -> float:
+    """>1 means `a` is better than `b`, for throughput and for memory alike."""
+    return a / b if metric == "time" else b / a
+
+
 def ratio(summary: dict, loop: str, base: str, metric: str) -> float | None:
     a, b = summary.get(loop, {}), summary.get(base, {})
     if "median" not in a or "median" not in b or not b["median"] or not a["median"]:
         return None
-    # Speed-up: >1 means `loop` is better than `base`, for throughput and for memory alike.
-    return a["median"] / b["median"] if metric == "time" else b["median"] / a["median"]
+    return speedup(a["median"], b["median"], metric)
+
+
+def paired(runs: dict, loop: str, base: str, metric: str) -> tuple[float, int, int] | None:
+    """`loop` against `base` round by round: repetition i of every loop runs in round i, minutes
+    apart at most, so a pair shares the machine's state that drifts between rounds. Returns the
+    median of the pairs' ratios, in how many pairs `loop` was ahead, and how many there were."""
+    pairs = [
+        speedup(value_of(a, metric), value_of(b, metric), metric)
+        for a, b in zip(runs.get(loop, []), runs.get(base, []))
+        if "error" not in a and "error" not in b
+    ]
+    if not pairs:
+        return None
+    return statistics.median(pairs), sum(r > 1 for r in pairs), len(pairs)
 
 
 def fmt_value(x: float, metric: str) -> str:
@@ -200,6 +221,26 @@ def markdown(results: dict, header: dict) -> str:
                 for lp in header["loops"]
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    close = [
+        (name, base, pair)
+        for name, entry in results.items()
+        for base in ("uvloop", "rloop")
+        if (r := ratio(entry["summary"], "ferroloop", base, entry["metric"]))
+        and abs(r - 1) < CLOSE
+        and (pair := paired(entry["runs"], "ferroloop", base, entry["metric"]))
+    ]
+    if close:
+        lines += [
+            "",
+            f"Rows where ferroloop is within {CLOSE:.0%} of a peer, round by round: each round",
+            "runs every loop once, so pairing the runs of a round takes out what drifts between",
+            "rounds. The median of the pairs' ratios, and in how many pairs ferroloop was ahead.",
+            "",
+            "| workload | peer | median of paired ratios | ferroloop ahead |",
+            "|---|---|---|---|",
+        ]
+        for name, base, (median, ahead, n) in close:
+            lines.append(f"| {name} | {base} | {median:.3f}x | {ahead} of {n} |")
     lines += ["", "Geometric mean of ferroloop's ratio over every row:", ""]
     for base in ("asyncio", "uvloop", "rloop"):
         rs = [ratio(e["summary"], "ferroloop", base, e["metric"]) for e in results.values()]

@@ -138,3 +138,48 @@ def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
     cpu_table = out.split("CPU time of the measured process")[1].split("Geometric mean")[0]
     assert "| UDP ping-pong 64 B [one core] | 30.00 | 2.50 |" in cpu_table
     assert "call_soon chain" not in cpu_table
+
+
+def test_rows_close_to_a_peer_are_also_compared_round_by_round(tmp_path):
+    # Round i holds repetition i of every loop. A failed run leaves its round out of the pairs;
+    # a row far from every peer is not listed.
+    def run(ops):
+        return {"ops": ops, "seconds": 1.0, "cpu_seconds": 0.5, "peak_rss_mib": 20.0}
+
+    saved = {
+        "header": {
+            "date": "2026-12-05",
+            "machine": "test machine",
+            "versions": {"python": "3"},
+            "mode": "full",
+            "reps": 4,
+            "loops": ["uvloop", "ferroloop"],
+        },
+        "results": {
+            "close row": {
+                "metric": "time",
+                "size": 1,
+                "runs": {
+                    "uvloop": [run(1000), run(1100), run(900), {"error": "timed out"}],
+                    "ferroloop": [run(990), run(1122), run(882), run(1000)],
+                },
+            },
+            "far row": {
+                "metric": "time",
+                "size": 1,
+                "runs": {"uvloop": [run(10)] * 4, "ferroloop": [run(40)] * 4},
+            },
+        },
+    }
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--render", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    close_table = out.split("round by round")[1].split("Geometric mean")[0]
+    assert "| close row | uvloop | 0.990x | 1 of 3 |" in close_table
+    assert "far row" not in close_table
