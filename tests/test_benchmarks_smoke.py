@@ -93,46 +93,55 @@ def test_instruction_counts_run_and_subtract_start_up():
     assert 500 < instructions.per_op(small, large, 2_000) < 50_000
 
 
-def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
-    # Two loops, one placed row and one core row, as run.py saves them: the report gives the
-    # throughput table for both and the CPU-per-operation table for the placed row only.
-    def run(ops, cpu):
-        return {"ops": ops, "seconds": 1.0, "cpu_seconds": cpu, "peak_rss_mib": 20.0}
+def saved_run(ops: float, cpu_seconds: float = 0.5) -> dict:
+    """One run of one loop as run.py saves it."""
+    return {"ops": ops, "seconds": 1.0, "cpu_seconds": cpu_seconds, "peak_rss_mib": 20.0}
 
+
+def render(tmp_path: Path, loops: list[str], reps: int, rows: dict[str, dict]) -> str:
+    """The report run.py gives again for a saved run of `rows` ({row: {loop: [run, ...]}})."""
     saved = {
         "header": {
             "date": "2026-12-05",
             "machine": "test machine",
             "versions": {"python": "3"},
             "mode": "full",
-            "reps": 2,
-            "loops": ["asyncio", "ferroloop"],
+            "reps": reps,
+            "loops": loops,
         },
         "results": {
-            "UDP ping-pong 64 B [one core]": {
-                "metric": "time",
-                "size": 1,
-                "runs": {
-                    "asyncio": [run(1000, 0.02), run(1000, 0.04)],
-                    "ferroloop": [run(4000, 0.01), run(4000, 0.01)],
-                },
-            },
-            "call_soon chain": {
-                "metric": "time",
-                "size": 1,
-                "runs": {"asyncio": [run(10, 1.0)] * 2, "ferroloop": [run(40, 1.0)] * 2},
-            },
+            name: {"metric": "time", "size": 1, "runs": runs} for name, runs in rows.items()
         },
     }
     path = tmp_path / "saved.json"
     path.write_text(json.dumps(saved))
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--render", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
+
+
+def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
+    # Two loops, one placed row and one core row, as run.py saves them: the report gives the
+    # throughput table for both and the CPU-per-operation table for the placed row only.
+    out = render(
+        tmp_path,
+        ["asyncio", "ferroloop"],
+        2,
+        {
+            "UDP ping-pong 64 B [one core]": {
+                "asyncio": [saved_run(1000, 0.02), saved_run(1000, 0.04)],
+                "ferroloop": [saved_run(4000, 0.01), saved_run(4000, 0.01)],
+            },
+            "call_soon chain": {
+                "asyncio": [saved_run(10, 1.0)] * 2,
+                "ferroloop": [saved_run(40, 1.0)] * 2,
+            },
+        },
+    )
     assert "| UDP ping-pong 64 B [one core] | 1,000/s (1,000/s–1,000/s) | 4,000/s" in out
     assert "| call_soon chain | 10/s (10/s–10/s) | 40/s (40/s–40/s) | 4.00x |" in out
     cpu_table = out.split("CPU time of the measured process")[1].split("Geometric mean")[0]
@@ -143,43 +152,23 @@ def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
 def test_rows_close_to_a_peer_are_also_compared_round_by_round(tmp_path):
     # Round i holds repetition i of every loop. A failed run leaves its round out of the pairs;
     # a row far from every peer is not listed.
-    def run(ops):
-        return {"ops": ops, "seconds": 1.0, "cpu_seconds": 0.5, "peak_rss_mib": 20.0}
-
-    saved = {
-        "header": {
-            "date": "2026-12-05",
-            "machine": "test machine",
-            "versions": {"python": "3"},
-            "mode": "full",
-            "reps": 4,
-            "loops": ["uvloop", "ferroloop"],
-        },
-        "results": {
+    out = render(
+        tmp_path,
+        ["uvloop", "ferroloop"],
+        4,
+        {
             "close row": {
-                "metric": "time",
-                "size": 1,
-                "runs": {
-                    "uvloop": [run(1000), run(1100), run(900), {"error": "timed out"}],
-                    "ferroloop": [run(990), run(1122), run(882), run(1000)],
-                },
+                "uvloop": [
+                    saved_run(1000),
+                    saved_run(1100),
+                    saved_run(900),
+                    {"error": "timed out"},
+                ],
+                "ferroloop": [saved_run(990), saved_run(1122), saved_run(882), saved_run(1000)],
             },
-            "far row": {
-                "metric": "time",
-                "size": 1,
-                "runs": {"uvloop": [run(10)] * 4, "ferroloop": [run(40)] * 4},
-            },
+            "far row": {"uvloop": [saved_run(10)] * 4, "ferroloop": [saved_run(40)] * 4},
         },
-    }
-    path = tmp_path / "saved.json"
-    path.write_text(json.dumps(saved))
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "run.py"), "--render", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    )
     close_table = out.split("round by round")[1].split("Geometric mean")[0]
     assert "| close row | uvloop | 0.990x | 1 of 3 |" in close_table
     assert "far row" not in close_table
