@@ -33,7 +33,7 @@ from workloads import ALL  # noqa: E402
 from workloads.placement import PLACEMENTS, row_name  # noqa: E402
 
 ALL_LOOPS = ["asyncio", "uvloop", "rloop", "ferroloop"]
-# Rows whose ratio of medians to a peer is nearer 1 than this are also reported run by run.
+# Rows whose ratio of medians to a peer is nearer 1 than this are also reported round by round.
 CLOSE = 0.03
 
 
