@@ -1,7 +1,9 @@
 """The bytes objects that reads hand to protocols, on asyncio and ferroloop alike: each holds its
 own read's contents for as long as anybody keeps it (itself, a memoryview of it, a slice), and
 hashes as its contents do. ferroloop rewrites, for the next read of the same length, a bytes
-object that nobody kept; these reads all have one length, so it does so between them."""
+object that nobody kept, and stream and pipe reads go straight into it, with whatever does not fit
+after it in a buffer of their own; so these reads come in runs of one length and in lengths shorter
+and longer than the one before."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ import socket
 from conftest import peer_sendto
 from test_transports import _pair
 
-CHUNKS = [bytes([65 + i]) * 512 for i in range(8)]
+# Runs of one length, and lengths shorter and longer than the one before, on both sides of the
+# 4 KiB from which stream and pipe reads, once a length repeats, go straight into the bytes object
+# left unkept (Keeper drops the reads numbered 0 and 3 modulo 4).
+LENGTHS = [512, 512, 300, 512, 700, 700, 30000, 512]
+LENGTHS += [8192] * 7 + [6000, 6000, 9000, 9000, 5000, 5000, 4500, 512]
+CHUNKS = [bytes([65 + i]) * n for i, n in enumerate(LENGTHS)]
 
 
 class Keeper:

@@ -16,7 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PySequence, PyType};
 
 use super::byte_view::ByteView;
-use super::calls::{is_exit, socket_call, with_read_buffer, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
+use super::calls::{is_exit, socket_call, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use super::{read_bytes, sys};
 use crate::method_descriptor::{cfunction_descriptor, meth_noargs_entry, meth_o_entry};
 use crate::pyobjects;
@@ -24,10 +24,7 @@ use crate::pyobjects;
 /// `_UnixReadPipeTransport._read_ready`.
 fn read_ready(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     let fd: i32 = transport.getattr(intern!(py, "_fileno"))?.extract()?;
-    let received = socket_call(py, || {
-        with_read_buffer(|buf| sys::read(fd, buf).map(|n| read_bytes::bytes_of(py, &buf[..n])))
-    });
-    match received {
+    match read_bytes::read_bytes(py, |buf| sys::read(fd, buf), |bufs| sys::readv(fd, bufs)) {
         Io::WouldBlock => Ok(()),
         Io::Failed(err) if err.is_instance_of::<PyOSError>(py) => {
             let message = "Fatal read error on pipe transport";

@@ -90,10 +90,7 @@ impl SocketStream {
     /// `_read_ready__data_received`.
     fn read_data(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let fd = self.base.fd;
-        let received = socket_call(py, || {
-            with_read_buffer(|buf| sys::recv(fd, buf).map(|n| read_bytes::bytes_of(py, &buf[..n])))
-        });
-        match received {
+        match read_bytes::read_bytes(py, |buf| sys::recv(fd, buf), |bufs| sys::readv(fd, bufs)) {
             Io::WouldBlock => Ok(()),
             Io::Failed(err) => {
                 self.base

@@ -3,7 +3,7 @@
 //! Sends pass `MSG_NOSIGNAL`: a peer that went away gives EPIPE, never SIGPIPE, even in a host
 //! program that did not ignore SIGPIPE the way the Python interpreter does at start-up.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::fd::RawFd;
 
 fn check(ret: libc::ssize_t) -> io::Result<usize> {
@@ -23,6 +23,14 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for writes of buf.len() bytes.
     check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// `readv(2)`: one read, filling `bufs` in turn; on a socket the same as `recv` without flags.
+pub fn readv(fd: RawFd, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+    let count = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: IoSliceMut has the layout of iovec (std's documented guarantee), and each is valid
+    // for writes of its length.
+    check(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), count) })
 }
 
 /// `write(2)`, for pipes and character devices.
