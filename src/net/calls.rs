@@ -19,7 +19,8 @@ thread_local! {
     /// The recv() target of reads that hand the protocol a bytes object. asyncio asks recv() for
     /// a fresh 256 KiB bytes object per read and shrinks it; allocating and freeing that much
     /// memory per packet was the largest cost of its small-message echo. One buffer per thread,
-    /// copied out per read.
+    /// copied out per read (or, for stream and pipe reads of a repeated length, only what did not
+    /// fit the bytes object read into first: `read_bytes`).
     static READ_BUFFER: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
 }
 
