@@ -95,7 +95,8 @@ const SHORTEST_READ_INTO_SPARE: usize = 4096;
 /// a length to repeat, so that reads of changing lengths went into the spare and missed, 0.973x.
 /// Resizing the spare in place for a read of another length (`_PyBytes_Resize`, as `sock.recv`
 /// does) gives the heap the same churn: 90,791 page faults against 8,936 (two cores, 1 GiB).
-/// As it is: 1.016x and 0.98x there; the 100 KiB echo 1.16x on one core, streams 1.07x.
+/// As it is: 1.001x there (one core: 0.976x and 0.997x); the 100 KiB echo 1.16x on one core,
+/// its streams twin 1.07x.
 pub fn read_bytes<'py>(
     py: Python<'py>,
     mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
