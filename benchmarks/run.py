@@ -66,10 +66,17 @@ def placed_rows(name: str, workload) -> list[tuple[str, str | None]]:
     return [(row_name(name, p), p) for p in PLACEMENTS]
 
 
-def run_once(loop: str, workload: str, size: int, timeout: float, placement: str | None) -> dict:
+def run_once(
+    loop: str,
+    workload: str,
+    size: int,
+    timeout: float,
+    placement: str | None,
+    python: str = sys.executable,
+) -> dict:
     proc = subprocess.run(
         [
-            sys.executable,
+            python,
             str(HERE / "worker.py"),
             "--loop",
             loop,

@@ -52,6 +52,35 @@ def test_workload_runs_on_ferroloop(name):
     assert result["ops"] > 0
 
 
+def test_two_builds_are_compared_round_by_round():
+    """benchmarks/ab.py, one build given as base and new: every run listed, the pairing made."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "ab.py"),
+            "--base",
+            sys.executable,
+            "--new",
+            sys.executable,
+            "--workload",
+            "call_soon chain",
+            "--rounds",
+            "3",
+            "--size",
+            str(ALL["call_soon chain"].smoke_size),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    base, new, pairs = out.stdout.strip().splitlines()
+    assert base.startswith("base: median ") and base.count("/s") == 4
+    assert new.startswith("new: median ") and new.count("/s") == 4
+    assert pairs.startswith("new/base, round by round: median ")
+    assert pairs.endswith(" of 3")
+
+
 def test_a_placement_pins_the_server_and_its_load_client():
     import os
 
