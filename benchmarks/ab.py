@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, help="the workload's size (default: run.py's)")
     args = parser.parse_args(argv)
     workload = ALL[args.workload]
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if workload.placed and args.placement is None:
         parser.error(f"{args.workload!r} needs --placement")
     size = args.size or workload.size

@@ -157,8 +157,8 @@ fn keep<T>(spare: Option<Bound<'_, PyBytes>>, outcome: T) -> T {
     outcome
 }
 
-/// Hands `data`, which `bytes_of` made, to `deliver` (the protocol's callback), then keeps it for
-/// the next read if `deliver` left no reference to it behind.
+/// Hands `data`, which `bytes_of` or `read_bytes` made, to `deliver` (the protocol's callback), then
+/// keeps it for the next read if `deliver` left no reference to it behind.
 pub fn hand_over<'py, R>(
     data: Bound<'py, PyBytes>,
     deliver: impl FnOnce(&Bound<'py, PyBytes>) -> R,
