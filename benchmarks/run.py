@@ -212,10 +212,10 @@ def markdown(results: dict, header: dict) -> str:
     if placed:
         lines += [
             "",
-            "CPU time of the measured process (the one running the loop: the server, or redis-py's",
-            "client) per operation, user and system, in microseconds, median over the runs; lower",
-            "is better. With the other process on another core this includes what the measured",
-            "process's wake-ups cost it.",
+            "CPU time of the measured process (the one running the loop: the server, or the",
+            "database client) per operation, user and system, in microseconds, median over the",
+            "runs; lower is better. With the other process on another core this includes what the",
+            "measured process's wake-ups cost it.",
             "",
             "| workload | " + " | ".join(header["loops"]) + " |",
             "|---" * (len(header["loops"]) + 1) + "|",

@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from workloads import ALL, MODULES  # noqa: E402
+from workloads.clients import postgres_missing  # noqa: E402
 from workloads.network import LOADGEN  # noqa: E402
 
 
@@ -27,6 +28,8 @@ def test_workload_runs_on_ferroloop(name):
         pytest.skip("wrk is not installed (make test and make bench install it)")
     if "redis-server" in name and shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make test and make bench install it)")
+    if "PostgreSQL" in name and postgres_missing():
+        pytest.skip(postgres_missing())
     for module in MODULES.get(name, ()):
         pytest.importorskip(module, reason=f"{module} is not installed (requirements-dev.txt)")
     if name in ("TaskGroup x100k", "asyncio.timeout()") and sys.version_info < (3, 11):
