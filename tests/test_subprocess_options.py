@@ -130,6 +130,27 @@ def test_a_subprocess_warns_about_nothing(loop):
         assert loop.run_until_complete(main()) == 4
 
 
+def test_a_daemon_left_behind_does_not_hold_the_pipes(loop):
+    # The child starts a daemon with its stdio sent elsewhere and exits, as `pg_ctl start` does:
+    # the pipes reach their end then, unless a copy of them was left open in the child under
+    # another fd (uvloop 0.23 leaves one, and communicate() waits for the daemon).
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "sh",
+            "-c",
+            "sleep 60 </dev/null >/dev/null 2>&1 & echo $!",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        daemon = int(await proc.stdout.readline())
+        try:
+            return await asyncio.wait_for(proc.communicate(), 10), proc.returncode
+        finally:
+            os.kill(daemon, signal.SIGKILL)
+
+    assert loop.run_until_complete(main()) == ((b"", b""), 0)
+
+
 @pytest.mark.skipif(
     not hasattr(asyncio, "SafeChildWatcher") or sys.version_info >= (3, 14),
     reason="child watchers exist up to Python 3.13",
