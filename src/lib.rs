@@ -3,6 +3,14 @@
 //! `core` is the Python-free engine (clock, ready queue, timer heap, poller, waker) with its own
 //! tests; `handles`, `event_loop`, `net` and `tls` are the PyO3 layer that CPython sees.
 
+// The poller drives epoll itself (level-triggered, as asyncio's selectors are; mio's registry is
+// edge-triggered), datagrams are read with recvmmsg and pipes made with pipe2: all Linux's.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ferroloop runs on Linux only: its poller is epoll, its datagram reads use recvmmsg; \
+     on other systems, use asyncio's own loop"
+);
+
 mod context_vars;
 pub mod core;
 mod errors;
