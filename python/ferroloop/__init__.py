@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
 from ._ferroloop import Handle, TimerHandle, __version__
 from ._loop import EventLoop
@@ -39,9 +39,12 @@ def new_event_loop() -> EventLoop:
 
 # Python 3.14 deprecates the public policy names (policies go away in 3.16) and keeps the classes
 # under underscore names; use those where they exist so importing ferroloop warns about nothing.
-_DefaultPolicy = getattr(asyncio.unix_events, "_DefaultEventLoopPolicy", None) or (
-    asyncio.DefaultEventLoopPolicy
-)
+if TYPE_CHECKING:
+    from asyncio import DefaultEventLoopPolicy as _DefaultPolicy
+else:
+    _DefaultPolicy = getattr(asyncio.unix_events, "_DefaultEventLoopPolicy", None) or (
+        asyncio.DefaultEventLoopPolicy
+    )
 _set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
 
 

@@ -1,5 +1,6 @@
 """Type stubs for ferroloop's native module."""
 
+import asyncio
 import contextvars
 import selectors
 from asyncio import Future, Task
@@ -51,26 +52,30 @@ class LoopCore:
     def is_running(self) -> bool: ...
     def get_debug(self) -> bool: ...
     def stop(self) -> None: ...
+    # Typed as asyncio's loop types them, so that code written against asyncio's API checks
+    # unchanged: the objects are ferroloop's Handle and TimerHandle, which have asyncio's methods
+    # but are not subclasses of its classes. (call_soon returns None only to CPython's C Task, see
+    # src/event_loop/task_calls.rs.)
     def call_soon(
         self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = ...
-    ) -> Handle | None: ...  # None only to CPython's C Task (see src/event_loop/task_calls.rs)
+    ) -> asyncio.Handle: ...
     def call_soon_threadsafe(
         self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = ...
-    ) -> Handle: ...
+    ) -> asyncio.Handle: ...
     def call_later(
         self,
         delay: float,
         callback: Callable[..., object],
         *args: Any,
         context: contextvars.Context | None = ...,
-    ) -> TimerHandle: ...
+    ) -> asyncio.TimerHandle: ...
     def call_at(
         self,
         when: float,
         callback: Callable[..., object],
         *args: Any,
         context: contextvars.Context | None = ...,
-    ) -> TimerHandle: ...
+    ) -> asyncio.TimerHandle: ...
     def create_task(
         self,
         coro: Coroutine[Any, Any, _T],
