@@ -6,7 +6,10 @@ import selectors
 from asyncio import Future, Task
 from typing import Any, Callable, Coroutine, TypeVar
 
+from typing_extensions import TypeVarTuple, Unpack
+
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 __version__: str
 
@@ -57,24 +60,30 @@ class LoopCore:
     # but are not subclasses of its classes. (call_soon returns None only to CPython's C Task, see
     # src/event_loop/task_calls.rs.)
     def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = ...
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: contextvars.Context | None = None,
     ) -> asyncio.Handle: ...
     def call_soon_threadsafe(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = ...
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: contextvars.Context | None = None,
     ) -> asyncio.Handle: ...
     def call_later(
         self,
         delay: float,
-        callback: Callable[..., object],
-        *args: Any,
-        context: contextvars.Context | None = ...,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle: ...
     def call_at(
         self,
         when: float,
-        callback: Callable[..., object],
-        *args: Any,
-        context: contextvars.Context | None = ...,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle: ...
     def create_task(
         self,
