@@ -3,13 +3,20 @@
 import asyncio
 import contextvars
 import selectors
+import sys
 from asyncio import Future, Task
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, Generator, TypeVar
 
-from typing_extensions import TypeVarTuple, Unpack
+from typing_extensions import TypeAlias, TypeVarTuple, Unpack
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
+
+# What asyncio's create_task takes: before 3.12 a generator-based coroutine as well.
+if sys.version_info >= (3, 12):
+    _CoroutineLike: TypeAlias = Coroutine[Any, Any, _T]
+else:
+    _CoroutineLike: TypeAlias = Generator[Any, None, _T] | Coroutine[Any, Any, _T]
 
 __version__: str
 
@@ -87,10 +94,10 @@ class LoopCore:
     ) -> asyncio.TimerHandle: ...
     def create_task(
         self,
-        coro: Coroutine[Any, Any, _T],
+        coro: _CoroutineLike[_T],
         *,
-        name: str | None = ...,
-        context: contextvars.Context | None = ...,
+        name: object = None,
+        context: contextvars.Context | None = None,
         **kwargs: Any,
     ) -> Task[_T]: ...
     def create_future(self) -> Future[Any]: ...
