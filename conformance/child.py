@@ -45,8 +45,17 @@ def _count_loops() -> None:
 
 
 def _make_ferroloop_default() -> None:
-    # The suite resets the policy with set_event_loop_policy(None) in every tearDownModule; the next
-    # policy it creates is asyncio.DefaultEventLoopPolicy, so that name is what gets bound.
+    # From 3.13 some modules name asyncio.EventLoop as their loop factory (a class attribute of
+    # their test cases, read when the module is imported): that name is bound to ferroloop's class.
+    if hasattr(asyncio, "EventLoop"):
+        asyncio.EventLoop = ferroloop.EventLoop
+    # The suite resets the policy with set_event_loop_policy(None) in every tearDownModule; the
+    # next policy it creates is asyncio.DefaultEventLoopPolicy (3.14, where that public name is
+    # deprecated: unix_events._DefaultEventLoopPolicy), so those names are what get bound.
+    if hasattr(asyncio.unix_events, "_DefaultEventLoopPolicy"):
+        asyncio.unix_events._DefaultEventLoopPolicy = ferroloop.EventLoopPolicy
+        asyncio.events._set_event_loop_policy(None)
+        return
     asyncio.DefaultEventLoopPolicy = ferroloop.EventLoopPolicy
     asyncio.events.DefaultEventLoopPolicy = ferroloop.EventLoopPolicy
     asyncio.set_event_loop_policy(None)
@@ -55,7 +64,8 @@ def _make_ferroloop_default() -> None:
 def _bound_class(module, binding: Binding):
     from test.test_asyncio import utils as test_utils
 
-    bases = tuple(getattr(module, name) for name in binding.mixins)
+    names = [next(n for n in entry.split("|") if hasattr(module, n)) for entry in binding.mixins]
+    bases = tuple(getattr(module, name) for name in names)
     base = test_utils.TestCase if binding.base == "test_utils.TestCase" else unittest.TestCase
     namespace = {
         binding.factory: lambda self: ferroloop.new_event_loop(),
@@ -69,7 +79,7 @@ def _bound_class(module, binding: Binding):
             self.set_event_loop(self.loop)
 
         namespace["setUp"] = setUp
-    name = "Ferroloop" + "".join(binding.mixins)
+    name = "Ferroloop" + "".join(names)
     return type(name, (*bases, base), namespace), bases
 
 

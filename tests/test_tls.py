@@ -1,15 +1,19 @@
 """TLS on the native stream transport (issue 7's list), on asyncio and ferroloop alike: echo in odd
 chunks, start_tls on both sides, client certificates, SNI, ALPN, what get_extra_info reports, and
 the bad peers: a wrong host name, an expired certificate, a plain-TCP client, a handshake that never
-finishes, a peer that drops mid-record. Certificates come from trustme, made per test session."""
+finishes, a peer that drops mid-record; a server's start_tls with the handshake already buffered,
+and no cycle left by a failed handshake. Certificates come from trustme, made per test session."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import socket
 import ssl
 import sys
+import weakref
+from unittest import mock
 
 import pytest
 from conftest import start_tls_server
@@ -270,3 +274,102 @@ def test_a_peer_that_drops_mid_record(loop, server_ctx, client_ctx):
         return writer.is_closing()
 
     assert loop.run_until_complete(main())
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="3.9 and 3.10 run asyncio's own TLS protocol and start_tls"
+)
+def test_server_start_tls_takes_the_handshake_already_buffered(
+    loop, loop_factory, server_ctx, client_ctx
+):
+    # The client asks for TLS and starts its handshake at once, so its first records reach the
+    # server's stream buffer before the server calls start_tls: they belong to the handshake.
+    if loop_factory is asyncio.SelectorEventLoop and sys.version_info < (3, 14):
+        pytest.skip(
+            "asyncio moves the buffered records over from 3.14 (gh-142352); before, its "
+            "handshake waits for them forever"
+        )
+
+    async def main():
+        buffered = loop.create_future()
+
+        async def handler(reader, writer):
+            assert await reader.readline() == b"STARTTLS\n"
+            while not reader._buffer:  # the client's first records, right behind the line
+                await asyncio.sleep(0.01)
+            buffered.set_result(True)
+            await writer.start_tls(server_ctx)
+            writer.write((await reader.readline()).upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"STARTTLS\n")
+            await writer.start_tls(client_ctx, server_hostname="localhost")
+            writer.write(b"secret\n")
+            reply = await reader.readline()
+            writer.close()
+            return await buffered, reply
+
+    assert loop.run_until_complete(asyncio.wait_for(main(), 10)) == (True, b"SECRET\n")
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="3.9 and 3.10 run asyncio's own TLS protocol and start_tls"
+)
+@pytest.mark.parametrize("upgrade", ["create_connection", "start_tls"])
+def test_a_failed_handshake_leaves_no_cycle_behind(loop, loop_factory, server_ctx, upgrade):
+    # With the collector off, the socket transport of a handshake that failed verification must
+    # go when its last reference does (a cycle would keep it, and its socket, until a collection).
+    if sys.version_info < (3, 14):
+        if upgrade == "create_connection":
+            pytest.skip(
+                "before 3.14 the cycle is in asyncio's own create_connection code "
+                "(gh-159049), which ferroloop runs as it is"
+            )
+        if loop_factory is asyncio.SelectorEventLoop:
+            pytest.skip("asyncio's start_tls keeps the transport in a cycle until 3.14 (gh-159049)")
+    if loop_factory is asyncio.SelectorEventLoop:
+        from asyncio.sslproto import SSLProtocol
+    else:
+        from ferroloop._tls import SSLProtocol
+    untrusting = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)  # trusts no test CA
+    transports = []
+    connection_made = SSLProtocol.connection_made
+
+    def remember_transport(protocol, transport):
+        transports.append(weakref.ref(transport))
+        connection_made(protocol, transport)
+
+    async def fail_verification(port):
+        if upgrade == "create_connection":
+            with mock.patch.object(SSLProtocol, "connection_made", remember_transport):
+                await loop.create_connection(
+                    asyncio.Protocol, "127.0.0.1", port, ssl=untrusting, server_hostname="localhost"
+                )
+        else:
+            transport, protocol = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            transports.append(weakref.ref(transport))
+            await loop.start_tls(transport, protocol, untrusting, server_hostname="localhost")
+
+    async def main():
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0, ssl=server_ctx)
+        async with server:
+            try:
+                # (not pytest.raises: the exception it keeps would hold the frames)
+                await fail_verification(server.sockets[0].getsockname()[1])
+            except ssl.SSLCertVerificationError:
+                return "failed verification"
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert loop.run_until_complete(main()) == "failed verification"
+        # (create_connection: the server side's transport is recorded too, and must go as well)
+        assert transports
+        assert [ref() for ref in transports] == [None] * len(transports)
+    finally:
+        gc.enable()

@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, selector_events, unix_events
+from asyncio import base_events, coroutines, events, selector_events, streams, unix_events
 
 try:
     import ssl
@@ -299,6 +299,15 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             )
             # Paused first, so that no record reaches the protocol before connection_made.
             transport.pause_reading()
+            if server_side and isinstance(protocol, streams.StreamReaderProtocol):
+                # The client's first records may already sit in the stream's buffer (sent right
+                # behind the plain-text line that asked for TLS): they are the handshake's, not
+                # the application's. asyncio moves them over from 3.14 on; before, the
+                # handshake waited for them forever.
+                reader = getattr(protocol, "_stream_reader", None)
+                if reader is not None and reader._buffer:
+                    ssl_protocol._incoming.write(reader._buffer)
+                    reader._buffer.clear()
             transport.set_protocol(ssl_protocol)
             conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
             resume_cb = self.call_soon(transport.resume_reading)
@@ -308,6 +317,10 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
                 transport.close()
                 conmade_cb.cancel()
                 resume_cb.cancel()
+                # The exception's traceback holds this frame, which would hold the failed
+                # waiter and through it the exception: a cycle that kept the transport alive
+                # until the next collection (asyncio breaks it the same way from 3.14).
+                waiter = None
                 raise
             return ssl_protocol._app_transport
 
