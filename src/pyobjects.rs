@@ -69,6 +69,17 @@ macro_rules! cached_type {
 }
 
 cached_type!(task_type, "asyncio", "Task");
+// Whose `write` and `sendto` check data first: asked for the error they raise (`byte_view`).
+cached_type!(
+    selector_socket_transport,
+    "asyncio.selector_events",
+    "_SelectorSocketTransport"
+);
+cached_type!(
+    selector_datagram_transport,
+    "asyncio.selector_events",
+    "_SelectorDatagramTransport"
+);
 cached_type!(future_type, "asyncio", "Future");
 cached_type!(
     buffered_protocol_type,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import subprocess
 import sys
 from unittest import mock
 
@@ -162,6 +163,25 @@ def test_a_dropped_stopped_loop_with_task_steps_queued_is_collected(loop_factory
     del loop
     collect_garbage()
     assert ref() is None
+
+
+def test_importing_inside_a_running_loop_keeps_it_and_warns_nothing():
+    # Learning the C Task's callbacks drives a task on a stand-in loop made the running loop for
+    # the while (3.14 requires it): the loop that was running must be running again after.
+    program = (
+        "import asyncio, gc\n"
+        "async def main():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    import ferroloop._task_calls as calls\n"
+        "    return calls.LEARNT, asyncio.get_running_loop() is loop\n"
+        "print(asyncio.run(main()))\n"
+        "gc.collect()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", program], capture_output=True, text=True
+    )
+    learnt = asyncio.Task is not asyncio.tasks._PyTask and sys.version_info >= (3, 10)
+    assert (done.stdout, done.stderr) == (f"({learnt}, True)\n", "")
 
 
 def test_the_c_task_callbacks_were_learnt_at_import():

@@ -11,6 +11,7 @@ every call gets its handle as before.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from . import _ferroloop
@@ -42,25 +43,41 @@ def _learn() -> None:
     async def waits() -> None:
         await future
 
-    task = asyncio.Task(waits(), loop=recorder)
-    step, _ = recorder.scheduled[0]
-    step()  # runs to `await future`, which adds the task's wake-up to the future
-    future.set_result(None)
-    wakeup, args = recorder.scheduled[1]
-    wakeup(*args)  # runs the task to its end
+    coro = waits()
+    # From 3.14 a C task steps only while its loop is the running one (in this thread of its own,
+    # where no other loop or task runs).
+    asyncio.events._set_running_loop(recorder)
+    try:
+        task = asyncio.Task(coro, loop=recorder)
+        step, _ = recorder.scheduled[0]
+        step()  # runs to `await future`, which adds the task's wake-up to the future
+        future.set_result(None)
+        wakeup, args = recorder.scheduled[1]
+        wakeup(*args)  # runs the task to its end
+    finally:
+        asyncio.events._set_running_loop(None)
+        coro.close()  # (a no-op once it ran; else no "never awaited" warning for it)
     if not task.done() or args != (future,):
         return
     _ferroloop._register_task_calls(step, wakeup)
     LEARNT = True
 
 
+def _learn_quietly() -> None:
+    # Python 3.10 to 3.14 are learnt; 3.9 wakes tasks through a TaskWakeupMethWrapper instead of
+    # the builtin, and register_task_calls refuses it. Should a CPython drive its tasks another
+    # way, ferroloop gives every call a handle rather than fail to import.
+    try:
+        _learn()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 # Whether the native loop knows the two callbacks (the tests check it on CPython with _asyncio).
 LEARNT = False
 
-# Python 3.10 to 3.13 are learnt; 3.9 wakes tasks through a TaskWakeupMethWrapper instead of the
-# builtin, and register_task_calls refuses it. Should a CPython drive its tasks another way,
-# ferroloop gives every call a handle rather than fail to import.
-try:
-    _learn()
-except Exception:  # noqa: BLE001
-    pass
+# In a thread of its own: ferroloop may be imported inside a running task, and from 3.14 a thread
+# in a task cannot step another one.
+_learner = threading.Thread(target=_learn_quietly, name="ferroloop-learn-task-calls")
+_learner.start()
+_learner.join()

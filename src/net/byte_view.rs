@@ -10,18 +10,38 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
-/// The check asyncio's socket transports make in `write` and `sendto`, with their message.
-pub fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
+use crate::pyobjects;
+
+/// The transport method whose data check `check_bytes_like` makes.
+#[derive(Clone, Copy)]
+pub enum DataCheck {
+    StreamWrite,
+    DatagramSendto,
+}
+
+/// The check asyncio's socket transports make in `write` and `sendto`. The error is the one the
+/// stdlib's own method raises for the same data (its check comes first, before `self` is used),
+/// so its wording follows the running Python's: 3.14 rewords `write`'s, not `sendto`'s.
+pub fn check_bytes_like(data: &Bound<'_, PyAny>, check: DataCheck) -> PyResult<()> {
     if data.is_instance_of::<PyBytes>()
         || data.is_instance_of::<PyByteArray>()
         || data.is_instance_of::<PyMemoryView>()
     {
         return Ok(());
     }
-    Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not '{}'",
-        data.get_type().name()?
-    )))
+    let py = data.py();
+    let (class, method) = match check {
+        DataCheck::StreamWrite => (pyobjects::selector_socket_transport(py)?, "write"),
+        DataCheck::DatagramSendto => (pyobjects::selector_datagram_transport(py)?, "sendto"),
+    };
+    match class.getattr(method)?.call1((py.None(), data)) {
+        Err(err) => Err(err),
+        // Not refused there (a stdlib that moved its check): asyncio's wording before 3.14.
+        Ok(_) => Err(PyTypeError::new_err(format!(
+            "data argument must be a bytes-like object, not '{}'",
+            data.get_type().name()?
+        ))),
+    }
 }
 
 /// Memory lent through the buffer protocol, released when dropped.

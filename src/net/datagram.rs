@@ -14,7 +14,7 @@ use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
-use super::byte_view::{check_bytes_like, ByteView};
+use super::byte_view::{check_bytes_like, ByteView, DataCheck};
 use super::calls::{socket_call, with_read_buffer, Io};
 use super::read_batching::ReadBatching;
 use super::senders::{self, Senders};
@@ -231,7 +231,7 @@ impl DatagramSocket {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        check_bytes_like(data)?;
+        check_bytes_like(data, DataCheck::DatagramSendto)?;
         let view = ByteView::readable(data)?;
         let bytes = view.as_slice();
         if bytes.is_empty() && !this.sends_empty {

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
-use super::byte_view::{check_bytes_like, BufferView, ByteView};
+use super::byte_view::{check_bytes_like, BufferView, ByteView, DataCheck};
 use super::calls::{is_exit, socket_call, with_read_buffer, Io};
 use super::{read_bytes, sys};
 use crate::core::write_buffer::WriteBuffer;
@@ -301,7 +301,7 @@ impl SocketStream {
 
     /// `write(data)`, for `SocketTransport.write` (see `transport_methods`).
     pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        check_bytes_like(data)?;
+        check_bytes_like(data, DataCheck::StreamWrite)?;
         SocketStream::write_bytes(slf, ByteView::readable(data)?.as_slice())
     }
 
