@@ -2,7 +2,8 @@
 chunks, start_tls on both sides, client certificates, SNI, ALPN, what get_extra_info reports, and
 the bad peers: a wrong host name, an expired certificate, a plain-TCP client, a handshake that never
 finishes, a peer that drops mid-record; a server's start_tls with the handshake already buffered,
-and no cycle left by a failed handshake. Certificates come from trustme, made per test session."""
+no cycle left by a failed handshake, and the shutdown timeout against a peer that stops reading.
+Certificates come from trustme, made per test session."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import gc
 import socket
 import ssl
 import sys
+import threading
 import weakref
 from unittest import mock
 
@@ -373,3 +375,70 @@ def test_a_failed_handshake_leaves_no_cycle_behind(loop, loop_factory, server_ct
         assert [ref() for ref in transports] == [None] * len(transports)
     finally:
         gc.enable()
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="3.9 and 3.10 run asyncio's own TLS protocol"
+)
+@pytest.mark.parametrize("close_first", [True, False], ids=["close-then-eof", "eof-only"])
+def test_shutdown_timeout_ends_a_connection_whose_peer_stops_reading(
+    loop, loop_factory, server_ctx, client_ctx, close_first
+):
+    # The peer sends EOF (before or after our close()) but never reads what we queued: the
+    # stream's close would flush forever, so ssl_shutdown_timeout must end the connection.
+    if loop_factory is asyncio.SelectorEventLoop and sys.version_info < (3, 14):
+        pytest.skip("asyncio applies ssl_shutdown_timeout after the peer's EOF from 3.14")
+    listener = socket.create_server(("127.0.0.1", 0))
+    filled, done = threading.Event(), threading.Event()
+
+    def server():
+        sock, _ = listener.accept()
+        with server_ctx.wrap_socket(sock, server_side=True) as tls:
+            filled.wait(10)
+            tls.shutdown(socket.SHUT_WR)  # EOF, and never a read
+            done.wait(10)
+
+    class Filling(asyncio.Protocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+            self.paused = False
+
+        def pause_writing(self):
+            self.paused = True
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        transport, protocol = await loop.create_connection(
+            Filling,
+            *listener.getsockname(),
+            ssl=client_ctx,
+            server_hostname="localhost",
+            ssl_shutdown_timeout=0.1,
+        )
+        try:
+            chunk = bytes(1 << 20)
+            for _ in range(64):
+                if protocol.paused:
+                    break
+                transport.write(chunk)
+                await asyncio.sleep(0)
+            assert protocol.paused
+            if close_first:
+                transport.close()
+            filled.set()
+            return await asyncio.wait_for(protocol.lost, 10)
+        finally:
+            filled.set()
+            done.set()
+            transport.abort()
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        exc = loop.run_until_complete(main())
+    finally:
+        thread.join()
+        listener.close()
+    assert isinstance(exc, TimeoutError) and str(exc) == "SSL shutdown timed out"

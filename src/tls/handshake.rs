@@ -164,6 +164,14 @@ impl TlsProtocol {
             return this._abort(py, None);
         }
         this.set_state(py, SslState::Flushing)?;
+        Self::start_shutdown_timeout(slf)?;
+        Self::_do_flush(slf)
+    }
+
+    /// Arms `_check_shutdown_timeout` after `ssl_shutdown_timeout`.
+    fn start_shutdown_timeout(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         let timeout = this.tls.borrow(py).shutdown_timeout.clone_ref(py);
         let handle = this.loop_(py).call_method1(
             intern!(py, "call_later"),
@@ -173,7 +181,7 @@ impl TlsProtocol {
             ),
         )?;
         this.tls.borrow_mut(py).shutdown_timeout_handle = Some(handle.unbind());
-        Self::_do_flush(slf)
+        Ok(())
     }
 
     /// `_check_shutdown_timeout`.
@@ -219,20 +227,26 @@ impl TlsProtocol {
         }
     }
 
-    /// `_on_shutdown_complete`.
+    /// `_on_shutdown_complete`. After a clean shutdown the timeout stays armed (or is armed, when
+    /// the peer began the shutdown) until `connection_lost`: the stream's `close` flushes its
+    /// buffer first, which a peer that does not read delays forever (asyncio 3.14; before, the
+    /// timeout was cancelled here and such a connection never ended).
     fn _on_shutdown_complete(
         slf: &Bound<'_, Self>,
         shutdown_exc: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let handle = this.tls.borrow_mut(py).shutdown_timeout_handle.take();
-        Self::cancel_handle(py, handle)?;
         match shutdown_exc {
             Some(exc) if exc.is_truthy()? => {
+                let handle = this.tls.borrow_mut(py).shutdown_timeout_handle.take();
+                Self::cancel_handle(py, handle)?;
                 Self::_fatal_error(slf, &exc, "Fatal error on transport")
             }
             _ => {
+                if this.tls.borrow(py).shutdown_timeout_handle.is_none() {
+                    Self::start_shutdown_timeout(slf)?;
+                }
                 let close = this.transport(py).getattr(intern!(py, "close"))?;
                 this.loop_(py)
                     .call_method1(intern!(py, "call_soon"), (close,))?;
