@@ -282,6 +282,14 @@ impl Handle {
     /// A cancelled handle has let go of its callback. (So has one whose callback is running and
     /// that nobody else holds, which nobody can ask; see `run`.)
     #[inline]
+    /// Waits, as a `call_soon_threadsafe` handle's `cancel()` and `cancelled()` wait in asyncio
+    /// 3.14, while this handle's callback runs on another thread (`event_loop::threadsafe`).
+    fn wait_while_running_elsewhere(&self, py: Python<'_>) {
+        if let Ok(core) = self.loop_(py).cast::<LoopCore>() {
+            core.get().wait_while_running_elsewhere(py, self);
+        }
+    }
+
     pub(crate) fn cancelled(&self) -> bool {
         // SAFETY: a null check of the slot, which runs no Python code; the GIL is held by
         // whoever holds a handle.
@@ -528,11 +536,13 @@ impl Handle {
     }
 
     fn cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        slf.get().wait_while_running_elsewhere(slf.py());
         Handle::cancel_bound(slf)
     }
 
     #[pyo3(name = "cancelled")]
-    fn py_cancelled(&self) -> bool {
+    fn py_cancelled(&self, py: Python<'_>) -> bool {
+        self.wait_while_running_elsewhere(py);
         self.cancelled()
     }
 

@@ -767,3 +767,39 @@ def test_call_soon_argument_errors(loop):
     loop.call_soon(lambda *a: seen.append(a), 1, 2, 3, context=None)
     run_turns(loop)
     assert seen == [(1, 2, 3)]
+
+
+# asyncio 3.14 locks a call_soon_threadsafe handle while its callback runs (_ThreadSafeHandle):
+# another thread's cancel() or cancelled() waits for the callback to finish. Before, they return
+# at once. Both loops must do what this Python's asyncio does.
+LOCKS_THREADSAFE_HANDLES = hasattr(asyncio.events, "_ThreadSafeHandle")
+
+
+@pytest.mark.parametrize("ask", ["cancel", "cancelled"])
+def test_a_threadsafe_handle_asked_from_another_thread_mid_run(loop, ask):
+    started, finished, published = threading.Event(), threading.Event(), threading.Event()
+    own = []
+
+    def callback():
+        started.set()
+        published.wait(10)
+        own[0].cancel()  # its own thread: never waits
+        time.sleep(0.3)  # lets go of the GIL
+        finished.set()
+
+    seen = []
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        own.append(handle)
+        published.set()
+        started.wait(10)
+        getattr(handle, ask)()
+        seen.append(finished.is_set())
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    loop.run_forever()
+    thread.join()
+    assert seen == [LOCKS_THREADSAFE_HANDLES]

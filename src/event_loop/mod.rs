@@ -30,6 +30,7 @@ mod io;
 mod schedule;
 mod task_calls;
 mod tasks;
+mod threadsafe;
 mod turn;
 
 use clock_source::ClockSource;
@@ -78,6 +79,8 @@ struct LoopState {
     debug: bool,
     /// `threading.get_ident()` of the thread running the loop, or None when it is not running.
     thread_id: Option<Py<PyAny>>,
+    /// The `call_soon_threadsafe` handle whose callback runs now, if its cancel waits for it.
+    running_threadsafe: Option<threadsafe::Running>,
     task_factory: Option<Py<PyAny>>,
     /// Where the turn and `call_later` read the time (see `clock_source`).
     clock: ClockSource,
@@ -106,7 +109,7 @@ impl LoopState {
 /// Lets go of what was taken out of the scheduler without running it.
 fn release_queued(py: Python<'_>, (ready, timers): (Vec<Ready>, Vec<Py<Handle>>)) {
     let handles = ready.into_iter().filter_map(|entry| match entry {
-        Ready::Handle(handle) => Some(handle),
+        Ready::Handle(handle) | Ready::ThreadSafe(handle) => Some(handle),
         Ready::Call(_) => None,
     });
     for handle in handles.chain(timers) {
@@ -192,6 +195,7 @@ impl LoopCore {
                 stopping: false,
                 debug: false,
                 thread_id: None,
+                running_threadsafe: None,
                 task_factory: None,
                 clock: ClockSource::default(),
             }),

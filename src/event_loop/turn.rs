@@ -208,21 +208,29 @@ impl LoopCore {
             let Some(entry) = this.state.borrow_mut(py).scheduler.pop_ready() else {
                 break;
             };
-            let handle = match entry {
-                Ready::Handle(handle) => handle.into_bound(py),
+            let (handle, thread_safe) = match entry {
+                Ready::Handle(handle) => (handle.into_bound(py), false),
+                Ready::ThreadSafe(handle) => (handle.into_bound(py), true),
                 Ready::Call(call) if !debug => {
                     call.run(slf)?;
                     continue;
                 }
-                Ready::Call(call) => call.into_handle(slf)?,
+                Ready::Call(call) => (call.into_handle(slf)?, false),
             };
             if handle.get().cancelled() {
                 continue;
             }
-            let result = if debug {
-                slf.call_method1("_run_handle_debug", (&handle,)).map(drop)
+            let run = || {
+                if debug {
+                    slf.call_method1("_run_handle_debug", (&handle,)).map(drop)
+                } else {
+                    Handle::run(&handle)
+                }
+            };
+            let result = if thread_safe {
+                this.run_threadsafe(py, &handle, run)
             } else {
-                Handle::run(&handle)
+                run()
             };
             Handle::leave_queue(&handle);
             result?;
