@@ -24,7 +24,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::context_vars;
 use crate::core::Entry;
-use crate::event_loop::LoopCore;
+use crate::event_loop::{threadsafe, LoopCore};
 use crate::gil::GilSlot;
 use crate::packed_call;
 use crate::pyobjects;
@@ -281,15 +281,24 @@ impl Handle {
 
     /// A cancelled handle has let go of its callback. (So has one whose callback is running and
     /// that nobody else holds, which nobody can ask; see `run`.)
-    #[inline]
     /// Waits, as a `call_soon_threadsafe` handle's `cancel()` and `cancelled()` wait in asyncio
     /// 3.14, while this handle's callback runs on another thread (`event_loop::threadsafe`).
+    #[inline]
     fn wait_while_running_elsewhere(&self, py: Python<'_>) {
+        if threadsafe::any_running() {
+            self.wait_for_loop(py);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_for_loop(&self, py: Python<'_>) {
         if let Ok(core) = self.loop_(py).cast::<LoopCore>() {
             core.get().wait_while_running_elsewhere(py, self);
         }
     }
 
+    #[inline]
     pub(crate) fn cancelled(&self) -> bool {
         // SAFETY: a null check of the slot, which runs no Python code; the GIL is held by
         // whoever holds a handle.

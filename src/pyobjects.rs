@@ -1,11 +1,9 @@
 //! Python objects the native code looks up once: stdlib helpers used on cold paths (reprs, error
 //! reports, debug mode) so that their output is exactly the stdlib's.
 
-use pyo3::exceptions::PyAttributeError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyTuple, PyType};
 
 fn import_attr<'py>(
     py: Python<'py>,
@@ -70,32 +68,7 @@ macro_rules! cached_type {
     };
 }
 
-/// A module-level name of asyncio read at each use, as asyncio's loop reads `tasks.Task` and
-/// `futures.Future` when it makes one: a program (or CPython's own tests) that replaces the class
-/// gets its own class from ferroloop too. One dict lookup with an interned key.
-fn module_global<'py>(
-    py: Python<'py>,
-    dict: &'static PyOnceLock<Py<PyDict>>,
-    module: &str,
-    name: &Bound<'py, PyString>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let dict = dict.get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.dict().unbind()))?;
-    dict.bind(py).get_item(name)?.ok_or_else(|| {
-        PyAttributeError::new_err(format!("module '{module}' has no attribute '{name}'"))
-    })
-}
-
-/// `asyncio.tasks.Task`, as it is now.
-pub fn task_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-    module_global(py, &DICT, "asyncio.tasks", intern!(py, "Task"))
-}
-
-/// `asyncio.futures.Future`, as it is now.
-pub fn future_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-    module_global(py, &DICT, "asyncio.futures", intern!(py, "Future"))
-}
+cached_type!(task_type, "asyncio", "Task");
 // Whose `write` and `sendto` check data first: asked for the error they raise (`byte_view`).
 cached_type!(
     selector_socket_transport,
@@ -107,6 +80,7 @@ cached_type!(
     "asyncio.selector_events",
     "_SelectorDatagramTransport"
 );
+cached_type!(future_type, "asyncio", "Future");
 cached_type!(
     buffered_protocol_type,
     "asyncio.protocols",

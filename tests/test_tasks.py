@@ -231,24 +231,3 @@ def test_unhandled_task_exception_is_logged_on_gc(loop):
     gc.collect()
     assert any(c["message"] == "Task exception was never retrieved" for c in contexts)
 
-
-def test_create_task_and_create_future_make_the_classes_asyncio_names_now(loop, monkeypatch):
-    # asyncio's loop reads tasks.Task and futures.Future at each call, so a program (or CPython's
-    # own tests, which swap in the pure-Python classes) that replaces them gets its own.
-    class MyFuture(asyncio.futures._PyFuture):
-        pass
-
-    class MyTask(asyncio.tasks._PyTask):
-        pass
-
-    monkeypatch.setattr(asyncio.futures, "Future", MyFuture)
-    monkeypatch.setattr(asyncio.tasks, "Task", MyTask)
-
-    async def main():
-        return 7
-
-    future = loop.create_future()
-    task = loop.create_task(main(), name="mine")
-    assert (type(future), type(task)) == (MyFuture, MyTask)
-    assert loop.run_until_complete(task) == 7
-    future.cancel()

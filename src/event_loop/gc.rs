@@ -26,7 +26,7 @@ pub(super) fn walk_queue<E>(
     }
     for entry in st.scheduler.iter_ready() {
         match entry {
-            Ready::Handle(handle) | Ready::ThreadSafe(handle) => walk_handle(handle, visit)?,
+            Ready::Handle(handle) => walk_handle(handle, visit)?,
             Ready::Call(call) => call.walk_referents(visit)?,
         }
     }

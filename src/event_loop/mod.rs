@@ -30,7 +30,7 @@ mod io;
 mod schedule;
 mod task_calls;
 mod tasks;
-mod threadsafe;
+pub(crate) mod threadsafe;
 mod turn;
 
 use clock_source::ClockSource;
@@ -43,7 +43,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::core::fork;
 use crate::core::poller::{self, Interests, LoopWaker, Poller, Readiness};
@@ -79,7 +79,9 @@ struct LoopState {
     debug: bool,
     /// `threading.get_ident()` of the thread running the loop, or None when it is not running.
     thread_id: Option<Py<PyAny>>,
-    /// The `call_soon_threadsafe` handle whose callback runs now, if its cancel waits for it.
+    /// Queued `call_soon_threadsafe` handles whose cancel waits for a running callback (by
+    /// address; see `threadsafe`), and the one whose callback runs now.
+    threadsafe_queued: FxHashSet<usize>,
     running_threadsafe: Option<threadsafe::Running>,
     task_factory: Option<Py<PyAny>>,
     /// Where the turn and `call_later` read the time (see `clock_source`).
@@ -106,10 +108,18 @@ impl LoopState {
     }
 }
 
+impl LoopState {
+    /// Everything queued, taken out of the scheduler (to be let go of by `release_queued`).
+    fn take_queued(&mut self) -> (Vec<Ready>, Vec<Py<Handle>>) {
+        self.threadsafe_queued.clear();
+        self.scheduler.clear()
+    }
+}
+
 /// Lets go of what was taken out of the scheduler without running it.
 fn release_queued(py: Python<'_>, (ready, timers): (Vec<Ready>, Vec<Py<Handle>>)) {
     let handles = ready.into_iter().filter_map(|entry| match entry {
-        Ready::Handle(handle) | Ready::ThreadSafe(handle) => Some(handle),
+        Ready::Handle(handle) => Some(handle),
         Ready::Call(_) => None,
     });
     for handle in handles.chain(timers) {
@@ -195,6 +205,7 @@ impl LoopCore {
                 stopping: false,
                 debug: false,
                 thread_id: None,
+                threadsafe_queued: FxHashSet::default(),
                 running_threadsafe: None,
                 task_factory: None,
                 clock: ClockSource::default(),
@@ -311,7 +322,7 @@ impl LoopCore {
         let (queued, callbacks, factory) = {
             let mut st = self.state.borrow_mut(py);
             (
-                st.scheduler.clear(),
+                st.take_queued(),
                 std::mem::take(&mut st.fd_callbacks),
                 st.task_factory.take(),
             )
@@ -326,7 +337,7 @@ impl LoopCore {
         let (queued, callbacks) = {
             let mut st = self.state.borrow_mut(py);
             st.closed = true;
-            let queued = st.scheduler.clear();
+            let queued = st.take_queued();
             // In a forked child the epoll set is the parent's: leave it alone.
             if !self.is_inherited_through_fork() {
                 let fds: Vec<RawFd> = st.interests.watched_fds();

@@ -4,7 +4,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt};
 
-use super::{threadsafe, LoopCore, Ready};
+use super::{threadsafe, LoopCore};
 use crate::core::clock;
 use crate::errors::os_error;
 use crate::handles::{Handle, Seconds, TimerHandle};
@@ -87,9 +87,6 @@ impl LoopCore {
         )
     }
 
-    /// Queues a new handle for `call` (`method` names the caller in errors); a
-    /// `call_soon_threadsafe` handle is queued as one whose cancel waits for it to finish, where
-    /// asyncio's do (`threadsafe`).
     pub(crate) fn schedule_soon(
         slf: &Bound<'_, LoopCore>,
         call: &Bound<'_, PyAny>,
@@ -98,16 +95,9 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let handle = Bound::new(py, LoopCore::new_handle(slf, call, context, Some(method))?)?;
-        let thread_safe =
-            method == "call_soon_threadsafe" && threadsafe::locks_threadsafe_handles(py);
         let running = {
             let mut st = slf.get().state.borrow_mut(py);
-            let queued = handle.clone().unbind();
-            st.scheduler.push_ready(if thread_safe {
-                Ready::ThreadSafe(queued)
-            } else {
-                Ready::Handle(queued)
-            });
+            st.scheduler.push_ready(handle.clone().unbind().into());
             st.thread_id.is_some()
         };
         if running {
@@ -205,6 +195,15 @@ impl LoopCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let handle = LoopCore::schedule_soon(slf, call, context, "call_soon_threadsafe")?;
+        // Noted as one whose cancel waits for it to finish, where asyncio's do (`threadsafe`).
+        if threadsafe::locks_threadsafe_handles(slf.py()) {
+            let address = handle.as_ptr() as usize;
+            slf.get()
+                .state
+                .borrow_mut(slf.py())
+                .threadsafe_queued
+                .insert(address);
+        }
         // A forked child must not wake the parent's loop through the inherited eventfd.
         if !slf.get().is_inherited_through_fork() {
             slf.get().waker.wake().map_err(os_error)?;

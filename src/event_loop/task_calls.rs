@@ -67,15 +67,13 @@ pub(crate) struct TaskCall {
 /// What the ready queue holds: handles, and the calls above.
 pub(crate) enum Ready {
     Handle(Py<Handle>),
-    /// A `call_soon_threadsafe` handle where asyncio locks those while they run (`threadsafe`).
-    ThreadSafe(Py<Handle>),
     Call(TaskCall),
 }
 
 impl Ready {
     pub(super) fn handle(&self) -> Option<&Py<Handle>> {
         match self {
-            Ready::Handle(handle) | Ready::ThreadSafe(handle) => Some(handle),
+            Ready::Handle(handle) => Some(handle),
             Ready::Call(_) => None,
         }
     }

@@ -108,7 +108,7 @@ impl LoopCore {
                 len += 1;
             }
             let names = keyword_names(py, name.is_some(), context.is_some());
-            return Ok(vectorcall(&task_type, &values[..len], 1, names)?.unbind());
+            return Ok(vectorcall(task_type.as_any(), &values[..len], 1, names)?.unbind());
         }
         let extra = PyDict::new(py);
         if let Some(kwargs) = kwargs {
@@ -156,7 +156,7 @@ impl LoopCore {
         let py = slf.py();
         let future = pyobjects::future_type(py)?;
         let names = keyword_names(py, false, false);
-        Ok(vectorcall(&future, &[slf.as_ptr()], 0, names)?.unbind())
+        Ok(vectorcall(future.as_any(), &[slf.as_ptr()], 0, names)?.unbind())
     }
 
     fn set_task_factory(&self, py: Python<'_>, factory: Py<PyAny>) -> PyResult<()> {

@@ -5,8 +5,10 @@
 //! another thread while the callback runs (it may have let go of the GIL), they wait until it
 //! has finished, so a `cancel()` that returns leaves no callback running. The thread running the
 //! callback takes the lock again at once (an `RLock`). ferroloop keeps its handles and gives them
-//! the same waits: the loop notes which such handle runs, and on which thread; a caller from
-//! another thread that finds it running sleeps, without the GIL, until a handle finishes.
+//! the same waits: the loop keeps the addresses of such handles while they are queued (a set
+//! beside the queue, so that the queue's entries stay as small as they were), notes which one
+//! runs, and on which thread; a caller from another thread that finds it running sleeps, without
+//! the GIL, until a handle finishes.
 //!
 //! Where asyncio has no `_ThreadSafeHandle`, nothing of this happens: those handles are queued
 //! as any other, and their `cancel()` returns at once, as asyncio's does there.
@@ -35,6 +37,15 @@ unsafe impl Send for Running {}
 static FINISHED: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
 /// Threads waiting on `FINISHED`: a finishing handle notifies only when there are some.
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
+/// Noted handles running now, in every loop: while none does, no `cancel()` looks further (the
+/// GIL orders this count's changes before the reads that matter).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether some loop runs a noted handle now: `cancel()` and `cancelled()` ask this first.
+#[inline]
+pub(crate) fn any_running() -> bool {
+    RUNNING.load(Ordering::Relaxed) > 0
+}
 
 /// Whether this Python's asyncio locks `call_soon_threadsafe` handles while they run.
 pub(super) fn locks_threadsafe_handles(py: Python<'_>) -> bool {
@@ -59,7 +70,9 @@ impl LoopCore {
             handle: handle.get(),
             thread: thread::current().id(),
         });
+        RUNNING.fetch_add(1, Ordering::Relaxed);
         let result = run();
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
         self.state.borrow_mut(py).running_threadsafe = None;
         if WAITERS.load(Ordering::SeqCst) > 0 {
             let (finished, condvar) = &FINISHED;

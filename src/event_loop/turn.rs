@@ -205,37 +205,48 @@ impl LoopCore {
             (st.scheduler.collect_due(end_time), st.debug)
         };
         for _ in 0..ntodo {
-            let Some(entry) = this.state.borrow_mut(py).scheduler.pop_ready() else {
-                break;
+            let (entry, thread_safe) = {
+                let mut st = this.state.borrow_mut(py);
+                let Some(entry) = st.scheduler.pop_ready() else {
+                    break;
+                };
+                let thread_safe = match &entry {
+                    Ready::Handle(h) if !st.threadsafe_queued.is_empty() => {
+                        st.threadsafe_queued.remove(&(h.as_ptr() as usize))
+                    }
+                    _ => false,
+                };
+                (entry, thread_safe)
             };
-            let (handle, thread_safe) = match entry {
-                Ready::Handle(handle) => (handle.into_bound(py), false),
-                Ready::ThreadSafe(handle) => (handle.into_bound(py), true),
+            let handle = match entry {
+                Ready::Handle(handle) => handle.into_bound(py),
                 Ready::Call(call) if !debug => {
                     call.run(slf)?;
                     continue;
                 }
-                Ready::Call(call) => (call.into_handle(slf)?, false),
+                Ready::Call(call) => call.into_handle(slf)?,
             };
             if handle.get().cancelled() {
                 continue;
             }
-            let run = || {
-                if debug {
-                    slf.call_method1("_run_handle_debug", (&handle,)).map(drop)
-                } else {
-                    Handle::run(&handle)
-                }
-            };
             let result = if thread_safe {
-                this.run_threadsafe(py, &handle, run)
+                this.run_threadsafe(py, &handle, || run(slf, &handle, debug))
             } else {
-                run()
+                run(slf, &handle, debug)
             };
             Handle::leave_queue(&handle);
             result?;
         }
         Ok(())
+    }
+}
+
+/// Runs a handle's callback, through the loop's slow-callback check in debug mode.
+fn run(slf: &Bound<'_, LoopCore>, handle: &Bound<'_, Handle>, debug: bool) -> PyResult<()> {
+    if debug {
+        slf.call_method1("_run_handle_debug", (handle,)).map(drop)
+    } else {
+        Handle::run(handle)
     }
 }
 
