@@ -230,4 +230,3 @@ def test_unhandled_task_exception_is_logged_on_gc(loop):
 
     gc.collect()
     assert any(c["message"] == "Task exception was never retrieved" for c in contexts)
-
