@@ -62,6 +62,23 @@ def test_tls_echo_of_odd_chunks_and_extra_info(loop, server_ctx, client_ctx):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in 3.11")
+async def _starttls_exchange(handler, client_ctx, wait_for_go: bool) -> bytes:
+    """Serves `handler`; a client asks for TLS with a STARTTLS line (then waits for the server's
+    GO, or starts its handshake at once), sends a line over TLS and returns the server's reply."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"STARTTLS\n")
+        if wait_for_go:
+            assert await reader.readline() == b"GO\n"
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        writer.write(b"secret\n")
+        reply = await reader.readline()
+        writer.close()
+        return reply
+
+
 def test_start_tls_upgrades_both_sides(loop, server_ctx, client_ctx):
     async def main():
         upgraded = loop.create_future()
@@ -77,17 +94,8 @@ def test_start_tls_upgrades_both_sides(loop, server_ctx, client_ctx):
             await writer.drain()
             writer.close()
 
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        async with server:
-            port = server.sockets[0].getsockname()[1]
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"STARTTLS\n")
-            assert await reader.readline() == b"GO\n"
-            await writer.start_tls(client_ctx, server_hostname="localhost")
-            writer.write(b"secret\n")
-            reply = await reader.readline()
-            writer.close()
-            return reply, await upgraded
+        reply = await _starttls_exchange(handler, client_ctx, wait_for_go=True)
+        return reply, await upgraded
 
     assert loop.run_until_complete(main()) == (b"SECRET\n", True)
 
@@ -305,16 +313,8 @@ def test_server_start_tls_takes_the_handshake_already_buffered(
             await writer.drain()
             writer.close()
 
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        async with server:
-            port = server.sockets[0].getsockname()[1]
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"STARTTLS\n")
-            await writer.start_tls(client_ctx, server_hostname="localhost")
-            writer.write(b"secret\n")
-            reply = await reader.readline()
-            writer.close()
-            return await buffered, reply
+        reply = await _starttls_exchange(handler, client_ctx, wait_for_go=False)
+        return await buffered, reply
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 10)) == (True, b"SECRET\n")
 
