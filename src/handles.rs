@@ -279,8 +279,6 @@ impl Handle {
         Ok(Some(made))
     }
 
-    /// A cancelled handle has let go of its callback. (So has one whose callback is running and
-    /// that nobody else holds, which nobody can ask; see `run`.)
     /// Waits, as a `call_soon_threadsafe` handle's `cancel()` and `cancelled()` wait in asyncio
     /// 3.14, while this handle's callback runs on another thread (`event_loop::threadsafe`).
     #[inline]
@@ -298,6 +296,8 @@ impl Handle {
         }
     }
 
+    /// A cancelled handle has let go of its callback. (So has one whose callback is running and
+    /// that nobody else holds, which nobody can ask; see `run`.)
     #[inline]
     pub(crate) fn cancelled(&self) -> bool {
         // SAFETY: a null check of the slot, which runs no Python code; the GIL is held by

@@ -106,9 +106,7 @@ impl LoopState {
             (!reader.get().cancelled()).then_some((*fd, reader))
         })
     }
-}
 
-impl LoopState {
     /// Everything queued, taken out of the scheduler (to be let go of by `release_queued`).
     fn take_queued(&mut self) -> (Vec<Ready>, Vec<Py<Handle>>) {
         self.threadsafe_queued.clear();
