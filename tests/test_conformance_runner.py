@@ -53,3 +53,27 @@ def test_tests_without_a_ferroloop_loop_never_count_as_passes():
         f"{MOD}.test_internal": "stdlib-internal",
     }
     assert rows == [("test_x", {"not-exercising": 1, "stdlib-internal": 1})]
+
+
+def test_a_mixin_named_two_ways_binds_the_one_the_module_has():
+    # "A|B": the first of the names the module has (3.14 dropped test_events' Unix mixin).
+    import types
+
+    from conformance import child
+    from conformance.modules import Binding
+
+    module = types.ModuleType("test.test_asyncio.renamed")
+
+    class EventLoopTestsMixin:
+        pass
+
+    module.EventLoopTestsMixin = EventLoopTestsMixin
+    binding = Binding(
+        ("UnixEventLoopTestsMixin|EventLoopTestsMixin",), "unittest.TestCase", "create_event_loop"
+    )
+    bound, bases = child._bound_class(module, binding)
+    assert bases == (EventLoopTestsMixin,)
+    assert bound.__name__ == "FerroloopEventLoopTestsMixin"
+    loop = bound().create_event_loop()
+    loop.close()
+    assert type(loop).__name__ == "EventLoop"
