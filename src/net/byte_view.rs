@@ -35,9 +35,10 @@ pub fn check_bytes_like(data: &Bound<'_, PyAny>, check: DataCheck) -> PyResult<(
         DataCheck::DatagramSendto => (pyobjects::selector_datagram_transport(py)?, "sendto"),
     };
     match class.getattr(method)?.call1((py.None(), data)) {
-        Err(err) => Err(err),
-        // Not refused there (a stdlib that moved its check): asyncio's wording before 3.14.
-        Ok(_) => Err(PyTypeError::new_err(format!(
+        Err(err) if err.is_instance_of::<PyTypeError>(py) => Err(err),
+        // Not refused by the type check there (a stdlib that moved it after a use of `self`,
+        // which fails on None otherwise): asyncio's wording before 3.14.
+        _ => Err(PyTypeError::new_err(format!(
             "data argument must be a bytes-like object, not '{}'",
             data.get_type().name()?
         ))),
