@@ -1,6 +1,7 @@
 """websockets' own asyncio server and client, unchanged, on asyncio and ferroloop alike: text and
 binary messages (a fragmented 1 MiB one among them), ping and pong, closing handshakes with
-their codes and reasons, and many connections at once."""
+their codes and reasons, many connections at once, TLS, Unix sockets, a server shut down under
+its connections, an HTTP answer instead of an upgrade, and flow control both ways."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 ws_server = pytest.importorskip("websockets.asyncio.server")
 ws_client = pytest.importorskip("websockets.asyncio.client")
-from websockets.exceptions import ConnectionClosedOK  # noqa: E402
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus  # noqa: E402
 
 
 async def _echo(connection):
@@ -108,3 +109,91 @@ def test_many_connections_at_once(loop):
             return sorted(await asyncio.gather(*(client(url, i) for i in range(100))))
 
     assert loop.run_until_complete(main()) == list(range(100))
+
+
+def test_echo_over_tls(loop, server_ctx, client_ctx):
+    big = bytes(range(256)) * 4096
+
+    async def main():
+        async with ws_server.serve(_echo, "127.0.0.1", 0, ssl=server_ctx, max_size=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            url = f"wss://localhost:{port}/"
+            async with ws_client.connect(url, ssl=client_ctx, max_size=None) as ws:
+                cipher = ws.transport.get_extra_info("cipher")
+                await ws.send("over TLS")
+                first = await ws.recv()
+                await ws.send(big)
+                return cipher is not None, first, await ws.recv() == big
+
+    assert loop.run_until_complete(main()) == (True, "over TLS", True)
+
+
+def test_echo_over_a_unix_socket(loop, tmp_path):
+    path = str(tmp_path / "ws.sock")
+
+    async def main():
+        async with ws_server.unix_serve(_echo, path):
+            async with ws_client.unix_connect(path) as ws:
+                await ws.send("over a Unix socket")
+                return await ws.recv()
+
+    assert loop.run_until_complete(main()) == "over a Unix socket"
+
+
+def test_server_close_ends_every_connection_with_going_away(loop):
+    async def hold(connection):
+        await connection.wait_closed()
+
+    async def main():
+        server = await ws_server.serve(hold, "127.0.0.1", 0)
+        clients = [await ws_client.connect(_url(server)) for _ in range(3)]
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+        codes = []
+        for ws in clients:
+            with pytest.raises(ConnectionClosedOK) as closed:
+                await ws.recv()
+            codes.append(closed.value.rcvd.code)
+        return codes, server.connections
+
+    assert loop.run_until_complete(main()) == ([1001, 1001, 1001], set())
+
+
+def test_http_answer_instead_of_an_upgrade(loop):
+    def refuse(connection, request):
+        return connection.respond(403, "no websocket for you\n")
+
+    async def main():
+        async with ws_server.serve(_echo, "127.0.0.1", 0, process_request=refuse) as server:
+            with pytest.raises(InvalidStatus) as refused:
+                await ws_client.connect(_url(server))
+            response = refused.value.response
+            return response.status_code, response.body
+
+    assert loop.run_until_complete(main()) == (403, b"no websocket for you\n")
+
+
+def test_a_client_that_does_not_read_pauses_the_transport_and_loses_nothing(loop):
+    """With more than `max_queue` messages waiting, websockets pauses the transport's reading;
+    the server's sends then wait on its write buffer. Reading them all resumes both."""
+    count, size = 64, 64 * 1024
+
+    async def flood(connection):
+        for i in range(count):
+            await connection.send(i.to_bytes(4, "big") * (size // 4))
+        await connection.wait_closed()
+
+    async def main():
+        async with ws_server.serve(flood, "127.0.0.1", 0, write_limit=size) as server:
+            async with ws_client.connect(_url(server), max_queue=4, max_size=None) as ws:
+                for _ in range(1000):
+                    if not ws.transport.is_reading():
+                        break
+                    await asyncio.sleep(0.01)
+                paused = not ws.transport.is_reading()
+                got = [await ws.recv() for _ in range(count)]
+                return paused, ws.transport.is_reading(), got
+
+    paused, reading_after, got = loop.run_until_complete(main())
+    assert (paused, reading_after) == (True, True)
+    assert got == [i.to_bytes(4, "big") * (size // 4) for i in range(count)]
