@@ -31,6 +31,7 @@ demo: build
 
 rust-test:
 	cargo test --lib
+	cargo test -q --release --manifest-path benchmarks/loadgen/Cargo.toml
 
 # The benchmarks' load client (std, mio and rustls with ring; builds in about a minute).
 LOADGEN := benchmarks/loadgen/target/release/ferroloop-loadgen

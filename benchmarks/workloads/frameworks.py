@@ -1,8 +1,9 @@
-"""Hello-world servers of two web frameworks, unchanged, under wrk: what an application sees.
+"""Servers of web libraries, unchanged, under load from another process: what an application sees.
 
 The HTTP keep-alive row in network.py measures the loop under a server of a few lines; here the
-framework's own request handling (aiohttp's parser, router and response; uvicorn's httptools
-protocol and an ASGI app) runs between the loop's reads and writes, as it does in production.
+library's own work (aiohttp's parser, router and response; uvicorn's httptools protocol and an
+ASGI app; websockets' framing and message queue) runs between the loop's reads and writes, as it
+does in production. wrk loads the HTTP servers, loadgen the WebSocket one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from .base import Workload
-from .network import wrk_requests
+from .network import loadgen_round_trips, wrk_requests
 
 _BODY = b"Hello, world!"
 
@@ -76,6 +77,21 @@ async def _uvicorn_hello(duration_ms: int) -> tuple[int, float]:
         await serving
 
 
+async def _websockets_echo(duration_ms: int) -> int:
+    """websockets' asyncio server echoing the load client's 1 KiB binary messages."""
+    from websockets.asyncio.server import serve
+
+    async def echo(connection):
+        async for message in connection:
+            await connection.send(message)
+
+    # No keepalive pings, which the load client would have to answer; no compression, which
+    # it does not offer anyway.
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        return await loadgen_round_trips("ws", port, 1024, duration_ms)
+
+
 WORKLOADS = {
     "aiohttp hello (wrk)": Workload(
         _aiohttp_hello, 2000, 1000, "request", smoke_size=1000, placed=True
@@ -83,10 +99,14 @@ WORKLOADS = {
     "uvicorn+httptools hello (wrk)": Workload(
         _uvicorn_hello, 2000, 1000, "request", smoke_size=1000, placed=True
     ),
+    "websockets echo 1 KiB": Workload(
+        _websockets_echo, 1500, 400, "round trip", smoke_size=200, placed=True
+    ),
 }
 
 # The modules each row imports (requirements-dev.txt and benchmarks/requirements.txt pin them).
 MODULES = {
     "aiohttp hello (wrk)": ("aiohttp",),
     "uvicorn+httptools hello (wrk)": ("uvicorn", "httptools"),
+    "websockets echo 1 KiB": ("websockets",),
 }

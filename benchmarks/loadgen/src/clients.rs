@@ -19,6 +19,7 @@ fn connect(kind: &str, addr: &str) -> io::Result<Box<dyn Stream>> {
         }
         "unix" => Ok(Box::new(UnixStream::connect(addr)?)),
         "tls" => Ok(Box::new(crate::tls::connect(addr)?)),
+        "ws" => Ok(Box::new(crate::ws::connect(addr)?)),
         other => Err(io::Error::other(format!("unknown transport {other}"))),
     }
 }
@@ -61,14 +62,23 @@ pub fn echo(args: &[String]) -> io::Result<()> {
     let (round_trips, elapsed) = run_for(conns, seconds, move |i, stop, count| {
         let mut stream = connect(&kind, &addr)?;
         let message: Vec<u8> = (0..size).map(|j| (i + j) as u8).collect();
-        let mut echo = vec![0u8; size];
+        // What goes out and what must come back: the message itself, or its WebSocket frames.
+        let (message, expected) = if kind == "ws" {
+            crate::ws::echo_frames(&message)
+        } else {
+            (message.clone(), message)
+        };
+        let mut echo = vec![0u8; expected.len()];
         while !stop.load(Ordering::Relaxed) {
             stream.write_all(&message)?;
             stream.read_exact(&mut echo)?;
-            if echo != message {
+            if echo != expected {
                 return Err(io::Error::other("echo differs from what was sent"));
             }
             count.fetch_add(1, Ordering::Relaxed);
+        }
+        if kind == "ws" {
+            crate::ws::close(&mut stream)?;
         }
         Ok(())
     })?;

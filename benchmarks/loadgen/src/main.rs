@@ -1,8 +1,9 @@
 //! Load clients for ferroloop's benchmarks, the same binaries for every loop, plus the pure-Rust
 //! echo server that is the ceiling of the echo rows. Each client prints one JSON line.
 //!
-//!   ferroloop-loadgen tcp|unix|tls ADDR CONNS SIZE SECONDS
+//!   ferroloop-loadgen tcp|unix|tls|ws ADDR CONNS SIZE SECONDS
 //!                                                        echo round trips, one thread per connection
+//!                                                        (ws: SIZE-byte binary WebSocket messages)
 //!   ferroloop-loadgen udp HOST:PORT CONNS SIZE SECONDS   datagram ping-pong, one thread per socket
 //!   ferroloop-loadgen bulk HOST:PORT MIB                 MIB MiB sent and read back on one connection
 //!   ferroloop-loadgen serve HOST:PORT                    mio echo server; prints its port, runs until killed
@@ -13,11 +14,12 @@ mod clients;
 mod idle_spin;
 mod server;
 mod tls;
+mod ws;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("tcp" | "unix" | "tls") if args.len() == 5 => clients::echo(&args),
+        Some("tcp" | "unix" | "tls" | "ws") if args.len() == 5 => clients::echo(&args),
         Some("udp") if args.len() == 5 => clients::udp(&args),
         Some("bulk") if args.len() == 3 => clients::bulk(&args),
         Some("serve") if args.len() == 2 => server::serve(&args[1]),
