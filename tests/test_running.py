@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import ferroloop
 import pytest
@@ -173,6 +174,10 @@ def test_asyncio_run_with_loop_factory():
     assert asyncio.run(main(), loop_factory=ferroloop.new_event_loop) is ferroloop.EventLoop
 
 
+# asyncio's own policy functions warn from 3.14 on; ferroloop.install() must not.
+@pytest.mark.filterwarnings(
+    "ignore:'asyncio.(get|set)_event_loop_policy' is deprecated:DeprecationWarning"
+)
 def test_policy_and_install():
     old = asyncio.get_event_loop_policy()
     try:
@@ -181,7 +186,9 @@ def test_policy_and_install():
         assert isinstance(loop, ferroloop.EventLoop)
         loop.close()
         asyncio.set_event_loop_policy(None)
-        ferroloop.install()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ferroloop.install()
 
         async def main():
             return type(asyncio.get_running_loop())
