@@ -61,7 +61,6 @@ def test_tls_echo_of_odd_chunks_and_extra_info(loop, server_ctx, client_ctx):
     assert info == (True, ("DNS", "localhost"), True, None)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in 3.11")
 async def _starttls_exchange(handler, client_ctx, wait_for_go: bool) -> bytes:
     """Serves `handler`; a client asks for TLS with a STARTTLS line (then waits for the server's
     GO, or starts its handshake at once), sends a line over TLS and returns the server's reply."""
@@ -79,6 +78,7 @@ async def _starttls_exchange(handler, client_ctx, wait_for_go: bool) -> bytes:
         return reply
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in 3.11")
 def test_start_tls_upgrades_both_sides(loop, server_ctx, client_ctx):
     async def main():
         upgraded = loop.create_future()
