@@ -29,42 +29,50 @@ pub fn connect(addr: &str) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// A final binary frame's header for `len` bytes of payload, with the mask bit if `masked`.
-fn header(len: usize, masked: bool) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut header = vec![0x82];
+/// First bytes of final frames: a binary message, a close.
+const BINARY: u8 = 0x82;
+const CLOSE: u8 = 0x88;
+/// The client's masking key (any works; the RFC's examples use this one).
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// A final frame of `payload` starting with `first`, masked with `mask` if given.
+fn frame(first: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    let mut frame = vec![first];
     match len {
-        0..=125 => header.push(mask_bit | len as u8),
+        0..=125 => frame.push(mask_bit | len as u8),
         126..=0xffff => {
-            header.push(mask_bit | 126);
-            header.extend_from_slice(&(len as u16).to_be_bytes());
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
         }
         _ => {
-            header.push(mask_bit | 127);
-            header.extend_from_slice(&(len as u64).to_be_bytes());
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    header
+    match mask {
+        Some(mask) => {
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        }
+        None => frame.extend_from_slice(payload),
+    }
+    frame
 }
 
 /// The bytes a client sends for `payload` (a masked frame), and those the server's echo of it is.
 pub fn echo_frames(payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut sent = header(payload.len(), true);
-    sent.extend_from_slice(&mask);
-    sent.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    let mut echoed = header(payload.len(), false);
-    echoed.extend_from_slice(payload);
-    (sent, echoed)
+    (
+        frame(BINARY, payload, Some(MASK)),
+        frame(BINARY, payload, None),
+    )
 }
 
 /// Closes the connection as the RFC asks: a close frame with code 1000, then the server's close
 /// frame and its end of the stream, so the server sees a clean close rather than a lost peer.
 pub fn close<S: Read + Write + ?Sized>(stream: &mut S) -> io::Result<()> {
-    let (frame, _) = echo_frames(&1000u16.to_be_bytes());
-    let mut frame = frame;
-    frame[0] = 0x88;
-    stream.write_all(&frame)?;
+    stream.write_all(&frame(CLOSE, &1000u16.to_be_bytes(), Some(MASK)))?;
     io::copy(stream, &mut io::sink())?;
     Ok(())
 }
@@ -82,7 +90,11 @@ mod tests {
             sent[1..],
             [0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
         );
-        assert_eq!(header(256, false), [0x82, 0x7e, 0x01, 0x00]);
-        assert_eq!(header(65536, false)[..2], [0x82, 0x7f]);
+        assert_eq!(
+            frame(BINARY, &[0; 256], None)[..4],
+            [0x82, 0x7e, 0x01, 0x00]
+        );
+        assert_eq!(frame(BINARY, &[0; 65536], None)[..2], [0x82, 0x7f]);
+        assert_eq!(frame(CLOSE, &[0x03, 0xe8], Some(MASK))[..2], [0x88, 0x82]);
     }
 }
