@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from .base import Workload
-from .network import loadgen_round_trips, wrk_requests
+from .network import run_loadgen, wrk_requests
 
 _BODY = b"Hello, world!"
 
@@ -89,7 +89,7 @@ async def _websockets_echo(duration_ms: int) -> int:
     # it does not offer anyway.
     async with serve(echo, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
         port = server.sockets[0].getsockname()[1]
-        return await loadgen_round_trips("ws", port, 1024, duration_ms)
+        return await run_loadgen("ws", port, 1024, duration_ms)
 
 
 WORKLOADS = {

@@ -39,7 +39,7 @@ def _result(mode: str, out: bytes) -> int:
     return report["bytes"] >> 20 if mode == "bulk" else report["round_trips"]
 
 
-async def loadgen_round_trips(mode: str, port: int, size: int, amount: int) -> int:
+async def run_loadgen(mode: str, port: int, size: int, amount: int) -> int:
     """Runs loadgen in `mode` against `port` for `amount` (ms, or MiB for bulk): what it counted."""
     proc = await asyncio.create_subprocess_exec(
         *client_argv(_client_args(mode, port, size, amount)), stdout=asyncio.subprocess.PIPE
@@ -53,7 +53,7 @@ async def loadgen_round_trips(mode: str, port: int, size: int, amount: int) -> i
 async def _serve_and_load(server, size: int, amount: int, mode: str = "tcp") -> int:
     port = server.sockets[0].getsockname()[1]
     try:
-        return await loadgen_round_trips(mode, port, size, amount)
+        return await run_loadgen(mode, port, size, amount)
     finally:
         server.close()
 
@@ -135,7 +135,7 @@ async def _udp_ping_pong(duration_ms: int) -> int:
     transport, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=("127.0.0.1", 0))
     try:
         port = transport.get_extra_info("sockname")[1]
-        return await loadgen_round_trips("udp", port, 64, duration_ms)
+        return await run_loadgen("udp", port, 64, duration_ms)
     finally:
         transport.close()
 
