@@ -7,7 +7,7 @@ place fails loudly), and it runs twice in a virtualenv of its own: once per loop
 fails on ferroloop and not on asyncio is a ferroloop bug; the run exits non-zero if there is one.
 Failures on both loops are this machine's (name resolution, root's file permissions...).
 
-Not part of `make test`: it needs the network and takes about 20 minutes on 2 cores. What the
+Not part of `make test`: it needs the network and takes about 30 minutes on 2 cores. What the
 suites found: docs/peer-suites.md.
 
     python -m conformance.peer_suites --wheel PATH [--workdir DIR] [SUITE ...]
@@ -100,6 +100,10 @@ unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 """
 
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rfE"]
+# pyzmq's test modules that run a loop.
+PYZMQ_LOOP_MODULES = ("asyncio", "future", "zmqstream", "ioloop", "auth", "monitor")
+# The line that says a run ran tests: pytest's counts, or unittest's verdict.
+VERDICT = re.compile(r"\d+ passed|^OK|^FAILED \(")
 
 SUITES = {
     "anyio": Suite(
@@ -232,6 +236,47 @@ SUITES = {
         # Some tests connect to the default port whatever --redis-url says.
         port=6379,
     ),
+    # tornado's IOLoop runs on whatever loop asyncio's policy makes, so the policy is the place.
+    "tornado": Suite(
+        "6.6.1",
+        # Not tornado itself: the tests run the sdist's tree. Twisted and pycares for the tests
+        # of tornado's Twisted reactor and c-ares resolver, which watch fds on the loop (pycares
+        # 5 has no gethostbyname, which tornado's resolver calls), hypothesis for a few more.
+        ["twisted", "pycares<5", "hypothesis"],
+        [
+            (
+                "tornado/test/runtests.py",
+                "def main():\n",
+                "def main():\n"
+                '    if __import__("os").environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
+                "        import ferroloop\n\n"
+                "        ferroloop.install()\n",
+            )
+        ],
+        ["python", "-m", "tornado.test.runtests"],
+    ),
+    # pyzmq's tests of the modules that run on a loop (zmq.asyncio, its tornado ZMQStream and
+    # the auth and monitor helpers on both): a zmq socket's FD is edge-triggered, watched with
+    # add_reader. pytest-asyncio makes each test's loop with the policy, so the policy is the place.
+    "pyzmq": Suite(
+        "27.3.0",
+        ["pyzmq==27.3.0", "tornado", "pytest", "pytest-asyncio", "pytest-timeout"],
+        [
+            (
+                "tests/conftest.py",
+                "import zmq.asyncio\n",
+                "import zmq.asyncio\n\n"
+                'if os.environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
+                "    import ferroloop\n\n"
+                "    ferroloop.install()\n",
+            )
+        ],
+        # The sdist's pytest.ini, which stays behind with its unbuilt package, as options.
+        [*PYTEST, "--import-mode=importlib", "-o", "pythonpath=tests", "-o", "asyncio_mode=auto"]
+        + ["-o", "asyncio_default_fixture_loop_scope=function", "--timeout", "60"]
+        + [f"tests/test_{m}.py" for m in PYZMQ_LOOP_MODULES],
+        isolate="tests",
+    ),
     # asyncpg's tests start PostgreSQL clusters of their own, with the server's binaries.
     "asyncpg": Suite(
         "0.32.0",
@@ -296,9 +341,11 @@ def neutral_id(test: str, rename: tuple[str, str] | None) -> str:
 
 
 def summary(stdout: str, stderr: str) -> str:
-    """The run's last words: pytest's counts, or unittest's verdict."""
+    """The run's verdict: pytest's counts, or unittest's OK/FAILED line (tornado's runner prints
+    the reasons for its skips after it); failing those, its last words."""
     lines = [line for line in (stdout or stderr).splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
+    verdicts = [line for line in lines if VERDICT.search(line)]
+    return (verdicts or lines or ["(no output)"])[-1]
 
 
 def free_port(port: int = 0) -> int:
@@ -383,7 +430,7 @@ def run_suite(name: str, suite: Suite, wheel: Path, workdir: Path) -> set[str]:
         (workdir / f"{name}-{loop}-{label}.log").write_text(done.stdout + done.stderr)
         last = summary(done.stdout, done.stderr)
         print(f"== {name} {suite.version} on {loop} ({label}): {last}", flush=True)
-        if targets is None and not re.search(r"\d+ passed|^OK|^FAILED \(", last):
+        if targets is None and not VERDICT.search(last):
             raise SystemExit(f"{name} on {loop} passed no test: see {workdir}")
         failed = failures(done.stdout + done.stderr)
         return {neutral_id(i, suite.rename): i for i in failed}
