@@ -277,6 +277,24 @@ SUITES = {
         + [f"tests/test_{m}.py" for m in PYZMQ_LOOP_MODULES],
         isolate="tests",
     ),
+    # aioquic's tests of its asyncio client and server: QUIC over datagram endpoints. Each test
+    # runs in asyncio.run(), which makes its loop with the policy.
+    "aioquic": Suite(
+        "1.7.2",
+        ["aioquic==1.7.2"],
+        [
+            (
+                "tests/utils.py",
+                "import asyncio\n",
+                "import asyncio\nimport os\n\n"
+                'if os.environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
+                "    import ferroloop\n\n"
+                "    ferroloop.install()\n",
+            )
+        ],
+        ["python", "-m", "unittest", "-v", "tests.test_asyncio"],
+        isolate="tests",
+    ),
     # asyncpg's tests start PostgreSQL clusters of their own, with the server's binaries.
     "asyncpg": Suite(
         "0.32.0",
