@@ -295,6 +295,16 @@ SUITES = {
         ["python", "-m", "unittest", "-v", "tests.test_asyncio"],
         isolate="tests",
     ),
+    # aiosmtplib's client against aiosmtpd's server, both on the loop under test. On STARTTLS
+    # the client calls loop.start_tls and the server puts asyncio's own sslproto.SSLProtocol
+    # on the loop's transport with set_protocol. Its conftest takes --event-loop=uvloop.
+    "aiosmtplib": Suite(
+        "5.1.3",
+        ["pytest", "pytest-asyncio>=1.4", "pytest-xdist", "hypothesis", "aiosmtpd", "trustme"],
+        [("tests/conftest.py", "    import uvloop\n", "    import ferroloop as uvloop\n")],
+        [*PYTEST, "tests", "-n", "2"],
+        loop_args={"ferroloop": ["--event-loop=uvloop"]},
+    ),
     # asyncpg's tests start PostgreSQL clusters of their own, with the server's binaries.
     "asyncpg": Suite(
         "0.32.0",
