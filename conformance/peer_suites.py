@@ -271,11 +271,10 @@ SUITES = {
                 "    ferroloop.install()\n",
             )
         ],
-        # The sdist's pytest.ini, which stays behind with its unbuilt package, as options.
-        [*PYTEST, "--import-mode=importlib", "-o", "pythonpath=tests", "-o", "asyncio_mode=auto"]
-        + ["-o", "asyncio_default_fixture_loop_scope=function", "--timeout", "60"]
+        # In the sdist's tree, for its pytest.ini; run as `pytest`, not `python -m pytest`, so
+        # that the tree's unbuilt zmq package is not on sys.path to hide the installed one.
+        ["pytest", *PYTEST[3:], "--timeout", "60"]
         + [f"tests/test_{m}.py" for m in PYZMQ_LOOP_MODULES],
-        isolate="tests",
     ),
     # aioquic's tests of its asyncio client and server: QUIC over datagram endpoints. Each test
     # runs in asyncio.run(), which makes its loop with the policy.
