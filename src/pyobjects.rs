@@ -107,6 +107,16 @@ cached_attr!(
     "add_flowcontrol_defaults"
 );
 cached_attr!(asyncio_constants, "asyncio", "constants");
+// Async generators (`event_loop/asyncgens.rs`): the set asyncio keeps them in, and asyncio's hook.
+cached_type!(weak_set_type, "weakref", "WeakSet");
+pub fn base_asyncgen_firstiter_hook(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        let base = py.import("asyncio.base_events")?.getattr("BaseEventLoop")?;
+        Ok(base.getattr("_asyncgen_firstiter_hook")?.unbind())
+    })
+    .map(|obj| obj.bind(py).clone())
+}
 
 /// `()`: the arguments of most callbacks. `PyTuple::empty` calls `PyTuple_New(0)` each time; this is
 /// one reference count increment, 13 fewer instructions per chained `call_soon` (callgrind).

@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import warnings
+import weakref
 
 import ferroloop
 import pytest
@@ -110,6 +111,79 @@ def test_shutdown_asyncgens(loop):
     loop.run_until_complete(loop.shutdown_asyncgens())
     assert finalized == ["closed"]
     del gen
+
+
+async def _counter():
+    yield 1
+    yield 2
+
+
+def test_a_started_async_generator_is_kept_weakly_until_collected(loop):
+    async def main():
+        first, second = _counter(), _counter()
+        await first.__anext__()
+        await second.__anext__()
+        assert set(loop._asyncgens) == {first, second}
+        del first
+        assert list(loop._asyncgens) == [second]
+        await second.aclose()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.skipif(
+    not hasattr(weakref.WeakSet(), "_pending_removals"),
+    reason="this Python's WeakSet iterates over a copy: no removal waits for an iteration (3.14+)",
+)
+def test_a_removal_waiting_for_an_iteration_is_made_before_the_next_generator_is_kept(loop):
+    async def main():
+        gens = [_counter(), _counter()]
+        for gen in gens:
+            await gen.__anext__()
+        del gen
+        iterating = iter(loop._asyncgens)
+        held = next(iterating)
+        gens.remove(held)
+        assert [n async for n in gens[0]] == [2]  # finished: no finalizer hook when it dies
+        gens.clear()  # it dies while the set is iterated, so its removal waits
+        assert loop._asyncgens._pending_removals
+        third = _counter()
+        await third.__anext__()
+        assert not loop._asyncgens._pending_removals
+        del iterating
+        assert set(loop._asyncgens) == {held, third}
+        await held.aclose()
+        await third.aclose()
+
+    loop.run_until_complete(main())
+
+
+def test_an_async_generator_started_after_shutdown_asyncgens_warns(loop):
+    async def main():
+        await loop.shutdown_asyncgens()
+        late = _counter()
+        with pytest.warns(ResourceWarning) as caught:
+            await late.__anext__()
+        assert str(caught[0].message) == (
+            f"asynchronous generator {late!r} was scheduled after loop.shutdown_asyncgens() call"
+        )
+        assert caught[0].source is loop
+        assert list(loop._asyncgens) == [late]
+        await late.aclose()
+
+    loop.run_until_complete(main())
+
+
+def test_the_firstiter_hook_adds_to_a_replaced_asyncgens_set(loop):
+    loop._asyncgens = set()
+
+    async def main():
+        gen = _counter()
+        await gen.__anext__()
+        assert loop._asyncgens == {gen}
+        await gen.aclose()
+
+    loop.run_until_complete(main())
 
 
 def test_getaddrinfo_and_getnameinfo(loop):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from .base import Workload
@@ -149,6 +150,19 @@ async def lock_pingpong(n: int) -> int:
     return per_worker * 2
 
 
+@contextlib.asynccontextmanager
+async def _held():
+    yield
+
+
+async def asynccontextmanager_blocks(n: int) -> int:
+    # Each block is an async generator's first step on the loop: the loop's firstiter hook.
+    for _ in range(n):
+        async with _held():
+            pass
+    return n
+
+
 async def pending_timers(n: int) -> int:
     loop = asyncio.get_running_loop()
     handles = [loop.call_later(3600, print) for _ in range(n)]
@@ -170,6 +184,7 @@ WORKLOADS = {
     "TaskGroup x100k": Workload(taskgroup, 100_000, 100_000, "task"),
     "Event ping-pong": Workload(event_pingpong, 200_000, 25_000, "round trip"),
     "Lock ping-pong": Workload(lock_pingpong, 200_000, 25_000, "acquire"),
+    "asynccontextmanager": Workload(asynccontextmanager_blocks, 500_000, 50_000, "block"),
     "1M pending timers (memory)": Workload(
         pending_timers, 1_000_000, 1_000_000, "timer", metric="memory"
     ),

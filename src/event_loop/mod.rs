@@ -23,6 +23,7 @@
 //! variables, an immutable mapping it shares with the caller's context, and makes its Context
 //! when it runs (`context_vars.rs`).
 
+mod asyncgens;
 mod clock_source;
 mod fastcall;
 mod gc;
