@@ -1,6 +1,6 @@
 //! The native base of `ferroloop.EventLoop`: everything that runs per callback, per timer and per
 //! I/O event. The Python subclass (`python/ferroloop/_loop.py`) adds what runs once per loop or
-//! per call of a rare API: `run_forever`'s set-up, executors, async generators, error reports.
+//! per call of a rare API: `run_forever`'s set-up, executors, `shutdown_asyncgens`, error reports.
 //!
 //! Handles and the garbage collector. Handles must be visible to the collector (a fired timer
 //! whose callback is a bound method of its owner is a cycle), but a million queued callbacks
