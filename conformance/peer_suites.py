@@ -100,6 +100,18 @@ unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 """
 
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rfE"]
+
+
+def installing_after(line: str, indent: str = "") -> str:
+    """`line`, then (at `indent`) ferroloop installed as asyncio's policy in ferroloop's run: the
+    patch for suites that take their loops from the policy."""
+    return (
+        f'{line}{indent}if __import__("os").environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
+        f"{indent}    import ferroloop\n\n"
+        f"{indent}    ferroloop.install()\n"
+    )
+
+
 # pyzmq's test modules that run a loop.
 PYZMQ_LOOP_MODULES = ("asyncio", "future", "zmqstream", "ioloop", "auth", "monitor")
 # The line that says a run ran tests: pytest's counts, or unittest's verdict.
@@ -243,16 +255,7 @@ SUITES = {
         # of tornado's Twisted reactor and c-ares resolver, which watch fds on the loop (pycares
         # 5 has no gethostbyname, which tornado's resolver calls), hypothesis for a few more.
         ["twisted", "pycares<5", "hypothesis"],
-        [
-            (
-                "tornado/test/runtests.py",
-                "def main():\n",
-                "def main():\n"
-                '    if __import__("os").environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
-                "        import ferroloop\n\n"
-                "        ferroloop.install()\n",
-            )
-        ],
+        [("tornado/test/runtests.py", "def main():\n", installing_after("def main():\n", "    "))],
         ["python", "-m", "tornado.test.runtests"],
     ),
     # pyzmq's tests of the modules that run on a loop (zmq.asyncio, its tornado ZMQStream and
@@ -261,16 +264,7 @@ SUITES = {
     "pyzmq": Suite(
         "27.3.0",
         ["pyzmq==27.3.0", "tornado", "pytest", "pytest-asyncio", "pytest-timeout"],
-        [
-            (
-                "tests/conftest.py",
-                "import zmq.asyncio\n",
-                "import zmq.asyncio\n\n"
-                'if os.environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
-                "    import ferroloop\n\n"
-                "    ferroloop.install()\n",
-            )
-        ],
+        [("tests/conftest.py", "import zmq.asyncio\n", installing_after("import zmq.asyncio\n"))],
         # In the sdist's tree, for its pytest.ini; run as `pytest`, not `python -m pytest`, so
         # that the tree's unbuilt zmq package is not on sys.path to hide the installed one.
         ["pytest", *PYTEST[3:], "--timeout", "60"]
@@ -281,16 +275,7 @@ SUITES = {
     "aioquic": Suite(
         "1.7.2",
         ["aioquic==1.7.2"],
-        [
-            (
-                "tests/utils.py",
-                "import asyncio\n",
-                "import asyncio\nimport os\n\n"
-                'if os.environ.get("PEER_SUITE_LOOP") == "ferroloop":\n'
-                "    import ferroloop\n\n"
-                "    ferroloop.install()\n",
-            )
-        ],
+        [("tests/utils.py", "import asyncio\n", installing_after("import asyncio\n"))],
         ["python", "-m", "unittest", "-v", "tests.test_asyncio"],
         isolate="tests",
     ),
