@@ -1,14 +1,20 @@
-"""Instructions per operation of the CPU-bound core workloads, counted by callgrind.
+"""Instructions per operation of the core workloads and of the servers of some network rows,
+counted by callgrind.
 
 The same workloads as run.py, on every loop, each at two sizes: the difference of the two counts,
-divided by the extra operations, is the marginal cost of one operation, with start-up and imports
-cancelled out. On a shared 2-core VM, run.py's wall-clock runs of one loop on one row spread over
-20-60%, so a row where two loops are within about 15% of each other is not settled by them. The
-counts do not depend on what else the machine does; with string hashing fixed (PYTHONHASHSEED=0:
-random seeds moved single rows by 1-3% between runs, through dict layouts) they repeat exactly,
-but for the threaded row, whose interleaving varies. They count user-space instructions only: no
-kernel work (so no network row), no cache misses, no waiting for the GIL. They complement run.py;
-they do not replace it.
+divided by the difference of the operations done, is the marginal cost of one operation, with
+start-up and imports cancelled out. On a shared 2-core VM, run.py's wall-clock runs of one loop on
+one row spread over 20-60%, so a row where two loops are within about 15% of each other is not
+settled by them. The counts do not depend on what else the machine does; with string hashing
+fixed (PYTHONHASHSEED=0: random seeds moved single rows by 1-3% between runs, through dict
+layouts) they repeat exactly, but for the threaded row, whose interleaving varies. They count
+user-space instructions only: no kernel work, no cache misses, no waiting for the GIL. They
+complement run.py; they do not replace it.
+
+A network row's server runs under callgrind, its load client (not counted) on the other core, for
+two load durations; the operations are the client's. Slowed some fifty times by callgrind, the
+server finds everything its client keeps in flight (4 messages, 16 HTTP requests) waiting at each
+poll: these are the costs of a server under full load, and they leave out the system calls' work.
 
     python benchmarks/instructions.py [--only SUBSTRING] [--loops a,b] [--docs]
 """
@@ -35,13 +41,24 @@ from workloads import core  # noqa: E402
 COLLECTED = re.compile(r"Collected : (\d+)")
 
 
+# The network rows counted, with their smaller load duration in milliseconds. Each server is
+# pinned to one core and its client to the other (the placement "two cores").
+NETWORK_ROWS = {
+    "TCP echo 1 KiB, Protocol": 2000,
+    "TCP echo 1 KiB, streams": 2000,
+    "UDP ping-pong 64 B": 2000,
+    "HTTP/1.1 keep-alive hello (wrk)": 2000,
+}
+NETWORK_PLACEMENT = "two cores"
+
+
 def size_for(workload) -> int:
     """The smaller of the two sizes: a fifth of the quick size, enough for steady state."""
     return max(5_000, workload.quick_size // 5)
 
 
-def count(loop: str, name: str, size: int) -> int:
-    """Instructions callgrind counts in one fresh worker process."""
+def count(loop: str, name: str, size: int, placement: str | None = None) -> tuple[int, int]:
+    """Instructions callgrind counts in one fresh worker process, and the operations it did."""
     proc = subprocess.run(
         [
             "valgrind",
@@ -55,32 +72,27 @@ def count(loop: str, name: str, size: int) -> int:
             name,
             "--size",
             str(size),
+            *(["--placement", placement] if placement else []),
         ],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
-    return int(COLLECTED.search(proc.stderr).group(1))
+    ops = json.loads(proc.stdout.strip().splitlines()[-1])["ops"]
+    return int(COLLECTED.search(proc.stderr).group(1)), ops
 
 
-def per_op(small: int, large: int, size: int) -> float:
-    """The marginal instructions of one operation, from runs of `size` and `2 * size`."""
-    return (large - small) / size
+def per_op(small: tuple[int, int], large: tuple[int, int]) -> float:
+    """The marginal instructions of one operation, from a smaller and a larger run's counts."""
+    return (large[0] - small[0]) / (large[1] - small[1])
 
 
-def markdown(results: dict, loops: list[str], header: dict) -> str:
+def table(results: dict, loops: list[str], size_column: str, size_cell) -> list[str]:
     lines = [
-        "# ferroloop: instructions per operation",
-        "",
-        f"Counted {header['date']} by callgrind on {header['machine']}.",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".",
-        "Each cell: (instructions at 2n - instructions at n) / n, n as given, PYTHONHASHSEED=0;",
-        "fewer is better.",
-        "Ratios >1 mean ferroloop runs fewer instructions per operation. User space only: see",
-        "benchmarks/instructions.py for what this does and does not count.",
-        "",
-        "| workload | n | " + " | ".join(loops) + " | vs asyncio | vs uvloop | vs rloop |",
+        f"| workload | {size_column} | "
+        + " | ".join(loops)
+        + " | vs asyncio | vs uvloop | vs rloop |",
         "|---" * (len(loops) + 5) + "|",
     ]
     for name, entry in results.items():
@@ -90,7 +102,34 @@ def markdown(results: dict, loops: list[str], header: dict) -> str:
             f"{entry['per_op'][base] / ferro:.2f}x" if ferro and base in entry["per_op"] else "–"
             for base in ("asyncio", "uvloop", "rloop")
         ]
-        lines.append(f"| {name} | {entry['size']:,} | " + " | ".join(cells + ratios) + " |")
+        lines.append(f"| {name} | {size_cell(entry)} | " + " | ".join(cells + ratios) + " |")
+    return lines
+
+
+def markdown(results: dict, loops: list[str], header: dict) -> str:
+    lines = [
+        "# ferroloop: instructions per operation",
+        "",
+        f"Counted {header['date']} by callgrind on {header['machine']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".",
+        "Each cell: (instructions of the larger run - instructions of the smaller) / (operations",
+        "of the larger - operations of the smaller), PYTHONHASHSEED=0; fewer is better.",
+        "Ratios >1 mean ferroloop runs fewer instructions per operation. User space only: see",
+        "benchmarks/instructions.py for what this does and does not count.",
+    ]
+    core_rows = {n: e for n, e in results.items() if not e["network"]}
+    network_rows = {n: e for n, e in results.items() if e["network"]}
+    if core_rows:
+        lines += ["", "The core rows, at n and 2n operations:", ""]
+        lines += table(core_rows, loops, "n", lambda e: f"{e['size']:,}")
+    if network_rows:
+        lines += [
+            "",
+            f"The servers of network rows ([{NETWORK_PLACEMENT}]), under loads of d and 2d",
+            "milliseconds; the server is slowed by callgrind, so it is always under full load:",
+            "",
+        ]
+        lines += table(network_rows, loops, "d", lambda e: f"{e['size']:,} ms")
     return "\n".join(lines) + "\n"
 
 
@@ -104,28 +143,33 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian's valgrind package)")
     loops = args.loops.split(",")
-    chosen = {
-        n: w
+    chosen_core = {
+        n: size_for(w)
         for n, w in core.WORKLOADS.items()
         if w.metric == "time" and (not args.only or args.only in n)
     }
-    jobs = [
+    chosen_network = {n: d for n, d in NETWORK_ROWS.items() if not args.only or args.only in n}
+    core_jobs = [
         (name, loop, size)
-        for name, w in chosen.items()
+        for name, n in chosen_core.items()
         for loop in loops
-        for size in (size_for(w), 2 * size_for(w))
+        for size in (n, 2 * n)
     ]
     # Counts do not depend on what else runs: use both cores.
     with ThreadPoolExecutor(2) as pool:
-        counts = dict(zip(jobs, pool.map(lambda job: count(job[1], job[0], job[2]), jobs)))
+        counts = dict(
+            zip(core_jobs, pool.map(lambda job: count(job[1], job[0], job[2]), core_jobs))
+        )
+    # A network row's client needs the core its server is not pinned to: one at a time.
+    for name, d in chosen_network.items():
+        for loop in loops:
+            for size in (d, 2 * d):
+                counts[name, loop, size] = count(loop, name, size, NETWORK_PLACEMENT)
     results = {}
-    for name, w in chosen.items():
-        n = size_for(w)
-        results[name] = {
-            "size": n,
-            "per_op": {lp: per_op(counts[name, lp, n], counts[name, lp, 2 * n], n) for lp in loops},
-        }
-        print(name, {lp: round(v) for lp, v in results[name]["per_op"].items()}, flush=True)
+    for name, n in {**chosen_core, **chosen_network}.items():
+        per_loop = {lp: per_op(counts[name, lp, n], counts[name, lp, 2 * n]) for lp in loops}
+        results[name] = {"size": n, "network": name in chosen_network, "per_op": per_loop}
+        print(name, {lp: round(v) for lp, v in per_loop.items()}, flush=True)
     header = {"date": dt.date.today().isoformat(), "machine": machine(), "versions": versions()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ rotting. Not a measurement: `make bench` measures, in fresh processes, against t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,9 +121,25 @@ def test_instruction_counts_run_and_subtract_start_up():
 
     small = instructions.count("ferroloop", "call_soon chain", 2_000)
     large = instructions.count("ferroloop", "call_soon chain", 4_000)
+    assert (small[1], large[1]) == (2_000, 4_000)
     # Start-up (the interpreter, imports) is millions of instructions; one callback is thousands.
-    assert small > 10_000_000
-    assert 500 < instructions.per_op(small, large, 2_000) < 50_000
+    assert small[0] > 10_000_000
+    assert 500 < instructions.per_op(small, large) < 50_000
+
+
+def test_instruction_counts_of_a_network_row_are_per_operation_of_its_client():
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed (make bench-instructions installs it)")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the server and its client each need a core of their own")
+    import instructions
+
+    row = "TCP echo 1 KiB, Protocol"
+    small = instructions.count("ferroloop", row, 300, instructions.NETWORK_PLACEMENT)
+    large = instructions.count("ferroloop", row, 600, instructions.NETWORK_PLACEMENT)
+    # The load runs for a time, not a number of round trips: more time, more round trips.
+    assert 0 < small[1] < large[1]
+    assert 500 < instructions.per_op(small, large) < 100_000
 
 
 def saved_run(ops: float, cpu_seconds: float = 0.5) -> dict:
