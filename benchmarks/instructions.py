@@ -1,5 +1,5 @@
-"""Instructions per operation of the core workloads and of the servers of some network rows,
-counted by callgrind.
+"""Instructions per operation of the core workloads and of the loop's process on some network
+rows, counted by callgrind.
 
 The same workloads as run.py, on every loop, each at two sizes: the difference of the two counts,
 divided by the difference of the operations done, is the marginal cost of one operation, with
@@ -11,10 +11,12 @@ layouts) they repeat exactly, but for the threaded row, whose interleaving varie
 user-space instructions only: no kernel work, no cache misses, no waiting for the GIL. They
 complement run.py; they do not replace it.
 
-A network row's server runs under callgrind, its load client (not counted) on the other core, for
-two load durations; the operations are the client's. Slowed some fifty times by callgrind, the
-server finds everything its client keeps in flight (4 messages, 16 HTTP requests) waiting at each
-poll: these are the costs of a server under full load, and they leave out the system calls' work.
+On a network row the process that runs the loop (the server, or asyncpg's database client) runs
+under callgrind, pinned to one core, and its other side (the load client, or PostgreSQL), not
+counted, on the other, for two load durations; the operations are those the row counts. Slowed
+some fifty times by callgrind, the loop finds everything its peer keeps in flight (4 messages, 16
+HTTP requests or queries) waiting at each poll: these are the costs of a loop under full load, and
+they leave out the system calls' work.
 
     python benchmarks/instructions.py [--only SUBSTRING] [--loops a,b] [--docs]
 """
@@ -41,13 +43,15 @@ from workloads import core  # noqa: E402
 COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-# The network rows counted, with their smaller load duration in milliseconds. Each server is
-# pinned to one core and its client to the other (the placement "two cores").
+# The network rows counted, with their smaller load duration in milliseconds. The loop's process
+# is pinned to one core and its peer to the other (the placement "two cores").
 NETWORK_ROWS = {
     "TCP echo 1 KiB, Protocol": 2000,
     "TCP echo 1 KiB, streams": 2000,
     "UDP ping-pong 64 B": 2000,
     "HTTP/1.1 keep-alive hello (wrk)": 2000,
+    "websockets echo 1 KiB": 2000,
+    "asyncpg fetchrow (PostgreSQL)": 2000,
 }
 NETWORK_PLACEMENT = "two cores"
 
@@ -83,8 +87,11 @@ def count(loop: str, name: str, size: int, placement: str | None = None) -> tupl
     return int(COLLECTED.search(proc.stderr).group(1)), ops
 
 
-def per_op(small: tuple[int, int], large: tuple[int, int]) -> float:
-    """The marginal instructions of one operation, from a smaller and a larger run's counts."""
+def per_op(small: tuple[int, int] | None, large: tuple[int, int] | None) -> float | None:
+    """The marginal instructions of one operation, from a smaller and a larger run's counts
+    (None if either run failed)."""
+    if small is None or large is None:
+        return None
     return (large[0] - small[0]) / (large[1] - small[1])
 
 
@@ -96,10 +103,11 @@ def table(results: dict, loops: list[str], size_column: str, size_cell) -> list[
         "|---" * (len(loops) + 5) + "|",
     ]
     for name, entry in results.items():
-        cells = [f"{entry['per_op'][lp]:,.0f}" for lp in loops]
-        ferro = entry["per_op"].get("ferroloop")
+        counted = {lp: v for lp, v in entry["per_op"].items() if v is not None}
+        cells = [f"{counted[lp]:,.0f}" if lp in counted else "n/a" for lp in loops]
+        ferro = counted.get("ferroloop")
         ratios = [
-            f"{entry['per_op'][base] / ferro:.2f}x" if ferro and base in entry["per_op"] else "–"
+            f"{counted[base] / ferro:.2f}x" if ferro and base in counted else "–"
             for base in ("asyncio", "uvloop", "rloop")
         ]
         lines.append(f"| {name} | {size_cell(entry)} | " + " | ".join(cells + ratios) + " |")
@@ -125,8 +133,8 @@ def markdown(results: dict, loops: list[str], header: dict) -> str:
     if network_rows:
         lines += [
             "",
-            f"The servers of network rows ([{NETWORK_PLACEMENT}]), under loads of d and 2d",
-            "milliseconds; the server is slowed by callgrind, so it is always under full load:",
+            f"The loop's process on network rows ([{NETWORK_PLACEMENT}]), under loads of d and 2d",
+            "milliseconds; slowed by callgrind, it is always under full load:",
             "",
         ]
         lines += table(network_rows, loops, "d", lambda e: f"{e['size']:,} ms")
@@ -160,16 +168,23 @@ def main() -> None:
         counts = dict(
             zip(core_jobs, pool.map(lambda job: count(job[1], job[0], job[2]), core_jobs))
         )
-    # A network row's client needs the core its server is not pinned to: one at a time.
+    # A network row's peer needs the core its loop is not pinned to: one at a time.
     for name, d in chosen_network.items():
         for loop in loops:
             for size in (d, 2 * d):
-                counts[name, loop, size] = count(loop, name, size, NETWORK_PLACEMENT)
+                try:
+                    counts[name, loop, size] = count(loop, name, size, NETWORK_PLACEMENT)
+                except subprocess.CalledProcessError as err:
+                    # What the row needs is missing here (PostgreSQL, wrk): n/a, with the reason.
+                    said = [ln for ln in err.stderr.splitlines() if ln and not ln.startswith("==")]
+                    reason = (said or [f"exit {err.returncode}"])[-1]
+                    print(f"{name} on {loop}: {reason}", flush=True)
+                    counts[name, loop, size] = None
     results = {}
     for name, n in {**chosen_core, **chosen_network}.items():
         per_loop = {lp: per_op(counts[name, lp, n], counts[name, lp, 2 * n]) for lp in loops}
         results[name] = {"size": n, "network": name in chosen_network, "per_op": per_loop}
-        print(name, {lp: round(v) for lp, v in per_loop.items()}, flush=True)
+        print(name, {lp: v and round(v) for lp, v in per_loop.items()}, flush=True)
     header = {"date": dt.date.today().isoformat(), "machine": machine(), "versions": versions()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
