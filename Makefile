@@ -99,9 +99,9 @@ bench: bench-install loadgen services
 bench-quick: BENCH_ARGS = --quick
 bench-quick: bench
 
-# Instructions per operation of the core rows and of some network rows' servers, counted by
-# callgrind (valgrind, Debian's package): steady where the wall-clock rows of this 2-core VM are
-# not. Writes docs/instructions.md.
+# Instructions per operation of the core rows, and of the loop's process on some network rows,
+# counted by callgrind (valgrind, Debian's package): steady where the wall-clock rows of this 2-core
+# VM are not. Writes docs/instructions.md.
 bench-instructions: bench-install loadgen services
 	command -v valgrind >/dev/null || apt-get install -y -qq valgrind
 	$(BENCH_BIN)/python benchmarks/instructions.py --docs

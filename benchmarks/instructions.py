@@ -96,6 +96,8 @@ def per_op(small: tuple[int, int] | None, large: tuple[int, int] | None) -> floa
 
 
 def table(results: dict, loops: list[str], size_column: str, size_cell) -> list[str]:
+    """A markdown table of the rows' counts per loop and ferroloop's ratios; a row's sizes are
+    shown by `size_cell(entry)`, and a loop that could not run it reads n/a."""
     lines = [
         f"| workload | {size_column} | "
         + " | ".join(loops)

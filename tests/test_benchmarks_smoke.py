@@ -142,6 +142,22 @@ def test_instruction_counts_of_a_network_row_are_per_operation_of_its_client():
     assert 500 < instructions.per_op(small, large) < 100_000
 
 
+def test_instruction_counts_report_a_loop_that_could_not_run_a_row_as_na():
+    import instructions
+
+    failed = instructions.per_op(None, (2, 20))
+    assert failed is None
+    per_op = {"asyncio": 40.0, "uvloop": 20.0, "rloop": failed, "ferroloop": 10.0}
+    results = {"asyncpg fetchrow (PostgreSQL)": {"size": 2000, "network": True, "per_op": per_op}}
+    md = instructions.markdown(results, list(per_op), {"date": "d", "machine": "m", "versions": {}})
+    row = next(line for line in md.splitlines() if line.startswith("| asyncpg"))
+    assert (
+        row
+        == "| asyncpg fetchrow (PostgreSQL) | 2,000 ms | 40 | 20 | n/a | 10 | 4.00x | 2.00x | – |"
+    )
+    assert "The core rows" not in md
+
+
 def saved_run(ops: float, cpu_seconds: float = 0.5) -> dict:
     """One run of one loop as run.py saves it."""
     return {"ops": ops, "seconds": 1.0, "cpu_seconds": cpu_seconds, "peak_rss_mib": 20.0}
