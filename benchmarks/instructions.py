@@ -11,12 +11,12 @@ layouts) they repeat exactly, but for the threaded row, whose interleaving varie
 user-space instructions only: no kernel work, no cache misses, no waiting for the GIL. They
 complement run.py; they do not replace it.
 
-On a network row the process that runs the loop (the server, or asyncpg's database client) runs
-under callgrind, pinned to one core, and its other side (the load client, or PostgreSQL), not
+On a network row the process that runs the loop (the server, or the database client) runs under
+callgrind, pinned to one core, and its other side (the load client, or the database server), not
 counted, on the other, for two load durations; the operations are those the row counts. Slowed
-some fifty times by callgrind, the loop finds everything its peer keeps in flight (4 messages, 16
-HTTP requests or queries) waiting at each poll: these are the costs of a loop under full load, and
-they leave out the system calls' work.
+some fifty times by callgrind, the loop finds everything its peer keeps in flight (4 messages, or
+16 requests, queries or commands) waiting at each poll: these are the costs of a loop under full
+load, and they leave out the system calls' work.
 
     python benchmarks/instructions.py [--only SUBSTRING] [--loops a,b] [--docs]
 """
@@ -50,7 +50,10 @@ NETWORK_ROWS = {
     "TCP echo 1 KiB, streams": 2000,
     "UDP ping-pong 64 B": 2000,
     "HTTP/1.1 keep-alive hello (wrk)": 2000,
+    "aiohttp hello (wrk)": 2000,
+    "uvicorn+httptools hello (wrk)": 2000,
     "websockets echo 1 KiB": 2000,
+    "redis-py SET+GET (redis-server)": 2000,
     "asyncpg fetchrow (PostgreSQL)": 2000,
 }
 NETWORK_PLACEMENT = "two cores"
