@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import ALL_LOOPS, ROOT, machine, versions  # noqa: E402
-from workloads import core  # noqa: E402
+from workloads import ALL, core  # noqa: E402
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -88,6 +88,21 @@ def count(loop: str, name: str, size: int, placement: str | None = None) -> tupl
     )
     ops = json.loads(proc.stdout.strip().splitlines()[-1])["ops"]
     return int(COLLECTED.search(proc.stderr).group(1)), ops
+
+
+def network_count(loop: str, name: str, size: int) -> tuple[int, int] | None:
+    """`count` for a network row in NETWORK_PLACEMENT, or None, with the reason printed, if the
+    loop lacks what the row needs (not run, as run.py does not: it may hang) or the run failed
+    (no PostgreSQL, no wrk here)."""
+    reason = (ALL[name].unsupported or {}).get(loop)
+    if reason is None:
+        try:
+            return count(loop, name, size, NETWORK_PLACEMENT)
+        except subprocess.CalledProcessError as err:
+            said = [ln for ln in err.stderr.splitlines() if ln and not ln.startswith("==")]
+            reason = (said or [f"exit {err.returncode}"])[-1]
+    print(f"{name} on {loop}: {reason}", flush=True)
+    return None
 
 
 def per_op(small: tuple[int, int] | None, large: tuple[int, int] | None) -> float | None:
@@ -177,14 +192,7 @@ def main() -> None:
     for name, d in chosen_network.items():
         for loop in loops:
             for size in (d, 2 * d):
-                try:
-                    counts[name, loop, size] = count(loop, name, size, NETWORK_PLACEMENT)
-                except subprocess.CalledProcessError as err:
-                    # What the row needs is missing here (PostgreSQL, wrk): n/a, with the reason.
-                    said = [ln for ln in err.stderr.splitlines() if ln and not ln.startswith("==")]
-                    reason = (said or [f"exit {err.returncode}"])[-1]
-                    print(f"{name} on {loop}: {reason}", flush=True)
-                    counts[name, loop, size] = None
+                counts[name, loop, size] = network_count(loop, name, size)
     results = {}
     for name, n in {**chosen_core, **chosen_network}.items():
         per_loop = {lp: per_op(counts[name, lp, n], counts[name, lp, 2 * n]) for lp in loops}

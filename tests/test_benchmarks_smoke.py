@@ -145,6 +145,9 @@ def test_instruction_counts_of_a_network_row_are_per_operation_of_its_client():
 def test_instruction_counts_report_a_loop_that_could_not_run_a_row_as_na():
     import instructions
 
+    # A loop the row marks unsupported is not run at all (rloop hangs on the bulk echo).
+    assert instructions.network_count("rloop", "TCP bulk 64 MiB, streams", 4) is None
+
     failed = instructions.per_op(None, (2, 20))
     assert failed is None
     per_op = {"asyncio": 40.0, "uvloop": 20.0, "rloop": failed, "ferroloop": 10.0}
