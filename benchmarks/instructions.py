@@ -50,6 +50,8 @@ NETWORK_ROWS = {
     "TCP echo 1 KiB, streams": 2000,
     "UDP ping-pong 64 B": 2000,
     "HTTP/1.1 keep-alive hello (wrk)": 2000,
+    "TLS echo 1 KiB, Protocol": 2000,
+    "HTTPS/1.1 keep-alive hello (wrk)": 2000,
     "aiohttp hello (wrk)": 2000,
     "uvicorn+httptools hello (wrk)": 2000,
     "websockets echo 1 KiB": 2000,
