@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import ALL_LOOPS, ROOT, machine, versions  # noqa: E402
+from run import ALL_LOOPS, ROOT, failure, machine, versions  # noqa: E402
 from workloads import ALL, core  # noqa: E402
 
 COLLECTED = re.compile(r"Collected : (\d+)")
@@ -101,8 +101,7 @@ def network_count(loop: str, name: str, size: int) -> tuple[int, int] | None:
         try:
             return count(loop, name, size, NETWORK_PLACEMENT)
         except subprocess.CalledProcessError as err:
-            said = [ln for ln in err.stderr.splitlines() if ln and not ln.startswith("==")]
-            reason = (said or [f"exit {err.returncode}"])[-1]
+            reason = failure(err.stderr, err.returncode)
     print(f"{name} on {loop}: {reason}", flush=True)
     return None
 

@@ -91,10 +91,15 @@ def run_once(
         timeout=timeout,
     )
     if proc.returncode != 0:
-        # The last line that says something (Rust panics end with a "note:" about backtraces).
-        lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("note:")]
-        return {"error": (lines or [f"exit {proc.returncode}"])[-1][:200]}
+        return {"error": failure(proc.stderr, proc.returncode)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def failure(stderr: str, returncode: int) -> str:
+    """Why a worker failed: the last line of its stderr that says something (Rust panics end with
+    a "note:" about backtraces, and valgrind's own lines start with "==")."""
+    said = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("note:", "=="))]
+    return (said or [f"exit {returncode}"])[-1][:200]
 
 
 def value_of(run: dict, metric: str) -> float:
