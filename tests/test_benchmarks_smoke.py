@@ -240,3 +240,23 @@ def test_rows_close_to_a_peer_are_also_compared_round_by_round(tmp_path):
     close_table = out.split("round by round")[1].split("Geometric mean")[0]
     assert "| close row | uvloop | 0.990x | 1 of 3 |" in close_table
     assert "far row" not in close_table
+
+
+def test_rows_whose_rounds_read_the_other_way_are_also_compared_round_by_round(tmp_path):
+    # The machine ran slow in two rounds for uvloop and three for ferroloop: the medians put
+    # ferroloop 0.72x behind, while in four rounds of five it was ahead.
+    out = render(
+        tmp_path,
+        ["uvloop", "ferroloop"],
+        5,
+        {
+            "jumpy row": {
+                "uvloop": [saved_run(n) for n in (1000, 1000, 1400, 1400, 1400)],
+                "ferroloop": [saved_run(n) for n in (1010, 1010, 1010, 1420, 1420)],
+            },
+        },
+    )
+    main_row = next(line for line in out.splitlines() if line.startswith("| jumpy row |"))
+    assert main_row.endswith("| 0.72x | – |")
+    close_table = out.split("round by round")[1].split("Geometric mean")[0]
+    assert "| jumpy row | uvloop | 1.010x | 4 of 5 |" in close_table
