@@ -253,6 +253,37 @@ def test_child_exits_are_watched_without_a_thread_per_child():
     assert ferroloop.run(main()) == (0, [0] * 20)
 
 
+def test_children_are_watched_where_the_kernel_has_no_pidfds(loop_factory, monkeypatch):
+    # A kernel before 5.3, or a sandbox whose seccomp filter refuses pidfd_open (valgrind does
+    # too): asyncio falls back to its thread-per-child watcher, which Python 3.14 keeps on the
+    # loop itself and older versions on the policy. ferroloop's probe ran at import.
+    import errno
+
+    def no_pidfds(*args):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfds, raising=False)
+    monkeypatch.setattr("ferroloop._loop._PIDFDS_WORK", False)
+    code = "import sys; print(sys.stdin.read().upper()); sys.exit(3)"
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            code,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(b"no pidfd"), 20)
+        return out, proc.returncode
+
+    loop = loop_factory()
+    try:
+        assert loop.run_until_complete(main()) == (b"NO PIDFD\n", 3)
+    finally:
+        loop.close()
+
+
 def test_socket_factories_refuse_an_owned_fd_where_asyncio_does(loop):
     # Newer Pythons' _make_socket_transport first checks that no transport owns the fd.
     from asyncio import selector_events

@@ -143,6 +143,15 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         # waker), so it is made with the first signal handler: a loop that watches no fd skips
         # the zero-timeout poll of a busy turn, and an fd of its own would prevent that.
         self._ssock = self._csock = None
+        if sys.version_info >= (3, 14):
+            # 3.14 moved the child watcher from the policy to the loop, which picks it as
+            # asyncio's loop does; asyncio's subprocess path, taken where pidfds do not work
+            # (_make_subprocess_transport), reads it here.
+            self._watcher = (
+                unix_events._PidfdChildWatcher()
+                if _PIDFDS_WORK
+                else unix_events._ThreadedChildWatcher()
+            )
         self.set_debug(coroutines._is_debug_mode())
         # A subclass's own time() is where the turn must read the time.
         self._check_clock()
