@@ -100,6 +100,20 @@ def test_task_factory(loop):
         loop.set_task_factory(1)
 
 
+def test_task_factory_is_where_asyncio_keeps_it(loop):
+    # Libraries read loop._task_factory to see whether theirs is installed, and some assign it.
+    def factory(lp, coro, **kwargs):
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    assert loop._task_factory is None
+    loop.set_task_factory(factory)
+    assert loop._task_factory is factory
+    loop._task_factory = None
+    assert loop.get_task_factory() is None
+    loop._task_factory = factory
+    assert loop.get_task_factory() is factory
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
 def test_eager_task_factory(loop):
     order = []

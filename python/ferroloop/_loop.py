@@ -119,6 +119,10 @@ class _SelectorView:
 class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     """An asyncio event loop whose scheduling, timers and polling run in Rust."""
 
+    # Where asyncio's loop keeps its task factory, which some libraries read (to tell whether
+    # theirs is installed) or assign; here it is the core's, which create_task uses.
+    _task_factory = property(LoopCore.get_task_factory, LoopCore.set_task_factory)
+
     def __init__(self) -> None:
         # The state BaseEventLoop.__init__ and the selector loops set up, minus what lives in the
         # native core (ready queue, timer heap, poller, closed/stopping/debug flags).
