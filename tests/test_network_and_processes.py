@@ -264,6 +264,11 @@ def test_children_are_watched_where_the_kernel_has_no_pidfds(loop_factory, monke
 
     monkeypatch.setattr(os, "pidfd_open", no_pidfds, raising=False)
     monkeypatch.setattr("ferroloop._loop._PIDFDS_WORK", False)
+    # 3.12 and 3.13 pick the policy's watcher once, by whether pidfds worked then.
+    from ferroloop._loop import _get_policy
+
+    if hasattr(_get_policy(), "_watcher"):
+        monkeypatch.setattr(_get_policy(), "_watcher", None)
     code = "import sys; print(sys.stdin.read().upper()); sys.exit(3)"
 
     async def main():
