@@ -243,7 +243,7 @@ def markdown(results: dict, header: dict) -> str:
                 for lp in header["loops"]
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    close = [
+    round_by_round = [
         (name, base, pair)
         for name, entry in results.items()
         for base in ("uvloop", "rloop")
@@ -251,7 +251,7 @@ def markdown(results: dict, header: dict) -> str:
         and (pair := paired(entry["runs"], "ferroloop", base, entry["metric"]))
         and worth_pairing(r, pair[0])
     ]
-    if close:
+    if round_by_round:
         lines += [
             "",
             f"Rows where ferroloop is within {CLOSE:.0%} of a peer, or whose rounds read the other",
@@ -262,7 +262,7 @@ def markdown(results: dict, header: dict) -> str:
             "| workload | peer | median of paired ratios | ferroloop ahead |",
             "|---|---|---|---|",
         ]
-        for name, base, (median, ahead, n) in close:
+        for name, base, (median, ahead, n) in round_by_round:
             lines.append(f"| {name} | {base} | {median:.3f}x | {ahead} of {n} |")
     lines += ["", "Geometric mean of ferroloop's ratio over every row:", ""]
     for base in ("asyncio", "uvloop", "rloop"):
