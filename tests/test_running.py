@@ -58,6 +58,29 @@ def test_running_twice_is_refused(loop, loop_factory):
     ]
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 13), reason="_run_forever_setup and _run_forever_cleanup are new in 3.13"
+)
+def test_a_host_loop_can_drive_it_turn_by_turn(loop):
+    # Guest-mode integrations (another framework's loop driving asyncio's) call these three.
+    async def main():
+        await asyncio.sleep(0.01)
+        assert asyncio.get_running_loop() is loop
+        return await asyncio.create_task(asyncio.sleep(0, "done"))
+
+    task = loop.create_task(main())
+    loop._run_forever_setup()
+    try:
+        assert loop.is_running()
+        while not task.done():
+            loop._run_once()
+    finally:
+        loop._run_forever_cleanup()
+    assert not loop.is_running()
+    assert asyncio._get_running_loop() is None
+    assert task.result() == "done"
+
+
 def test_is_running_and_running_loop(loop):
     async def probe():
         return loop.is_running(), asyncio.get_running_loop() is loop
