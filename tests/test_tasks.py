@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import re
+import subprocess
 import sys
 
 import pytest
@@ -35,6 +36,23 @@ def test_create_task_starts_before_anyone_awaits(loop):
         "coro start",
         "coro end",
     ]
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
+def test_importing_ferroloop_leaves_the_task_name_counter_alone(loop_name):
+    # Unnamed tasks are called "Task-<n>" from one process-wide counter; a program's first task
+    # is "Task-1" whether or not ferroloop was imported (its import drives a task of its own).
+    new_loop = {"asyncio": "asyncio.SelectorEventLoop", "ferroloop": "ferroloop.new_event_loop"}
+    script = f"""
+import asyncio, ferroloop
+loop = {new_loop[loop_name]}()
+async def main():
+    print(asyncio.current_task().get_name(), asyncio.create_task(asyncio.sleep(0)).get_name())
+loop.run_until_complete(main())
+loop.close()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["Task-1", "Task-2"]
 
 
 def test_task_interface(loop):

@@ -48,7 +48,9 @@ def _learn() -> None:
     # where no other loop or task runs).
     asyncio.events._set_running_loop(recorder)
     try:
-        task = asyncio.Task(coro, loop=recorder)
+        # Named, so that it takes no number from asyncio's task-name counter: the program's
+        # first task is still "Task-1".
+        task = asyncio.Task(coro, loop=recorder, name="ferroloop-learn-task-calls")
         step, _ = recorder.scheduled[0]
         step()  # runs to `await future`, which adds the task's wake-up to the future
         future.set_result(None)
