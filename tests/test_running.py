@@ -301,26 +301,57 @@ def test_is_an_abstract_event_loop():
     loop.close()
 
 
-def test_python_dash_m(tmp_path):
-    script = tmp_path / "app.py"
-    script.write_text(
+# What `python -m ferroloop` must run as `python` runs it, from the directory above the script's
+# (the script imports a module beside it, and shows what it sees of itself), a script that fails,
+# one that does not compile, one that is not there, and a module by name, from its directory.
+DASH_M_CASES = {
+    "script": (".", ["app/app.py", "a", "b"]),
+    "uncaught exception": (".", ["app/fails.py"]),
+    "syntax error": (".", ["app/broken.py"]),
+    "no such file": (".", ["app/missing.py"]),
+    "module": ("app", ["-m", "app", "c"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DASH_M_CASES))
+def test_python_dash_m_runs_a_program_as_python_does(tmp_path, case):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "beside.py").write_text("NAME = 'beside'\n")
+    (app / "app.py").write_text(
         textwrap.dedent(
             """
-            import asyncio, sys
+            import asyncio, os, sys
+            import beside
             async def main():
                 return type(asyncio.get_running_loop()).__name__
-            print(__name__, asyncio.run(main()), sys.argv[1:])
+            loop = asyncio.run(main())
+            print(__name__, sys.argv, sys.path[0], __file__, os.path.isabs(__file__), beside.NAME)
+            print(loop, file=sys.stderr)
             """
         )
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "ferroloop", str(script), "a", "b"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert out.stdout.strip() == "__main__ EventLoop ['a', 'b']"
+    (app / "fails.py").write_text("def f():\n    raise ValueError('no')\nf()\n")
+    (app / "broken.py").write_text("def (\n")
+    cwd, args = DASH_M_CASES[case]
+
+    def run(*prefix):
+        return subprocess.run(
+            [sys.executable, *prefix, *args],
+            cwd=tmp_path / cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    plain, ferro = run(), run("-m", "ferroloop")
+    assert (ferro.returncode, ferro.stdout) == (plain.returncode, plain.stdout)
+    if case in ("script", "module"):
+        assert plain.stdout.split()[-1] == "beside"
+        assert (plain.stderr, ferro.stderr) == ("_UnixSelectorEventLoop\n", "EventLoop\n")
+    else:
+        assert plain.returncode != 0
+        assert ferro.stderr == plain.stderr
 
 
 # argv: the loop, then "once" (the main task lets its cancellation through) or "twice" (it

@@ -1,22 +1,86 @@
-"""`python -m ferroloop script.py [args]`: runs the script as `__main__` with ferroloop as the loop
-of every `asyncio.run()` and `asyncio.new_event_loop()` in it."""
+"""`python -m ferroloop script.py [args]` (or `-m module [args]`): runs the script or module as
+`__main__`, as `python script.py` would, with ferroloop as the loop of every `asyncio.run()` and
+`asyncio.new_event_loop()` in it."""
 
 from __future__ import annotations
 
+import builtins
+import importlib.machinery
+import io
+import os
 import runpy
 import sys
+import types
+import zipfile
 
 from . import install
+
+USAGE = """usage: python -m ferroloop script.py [args ...]
+       python -m ferroloop -m module [args ...]"""
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m ferroloop script.py [args ...]", file=sys.stderr)
-        raise SystemExit(2 if not argv else 0)
+    if not argv or argv[0] in ("-h", "--help") or argv == ["-m"]:
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(0 if argv and argv[0] != "-m" else 2)
     install()
+    if argv[0] == "-m":
+        # As `python -m module`: the working directory stays first on sys.path, and runpy puts
+        # the module's file in sys.argv[0].
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        return
     sys.argv = argv
-    runpy.run_path(argv[0], run_name="__main__")
+    path = argv[0]
+    if os.path.isdir(path) or zipfile.is_zipfile(path) or path.endswith(".pyc"):
+        # A directory or zip file with a __main__.py, or compiled code: runpy puts a directory
+        # or zip file first on sys.path itself, where `python -m` put the working directory.
+        if _script_dir_on_path():
+            del sys.path[0]
+        runpy.run_path(path, run_name="__main__")
+    else:
+        _run_source(path)
+
+
+def _script_dir_on_path() -> bool:
+    """Whether `python script.py` would put the script's directory first on sys.path (and so
+    `python -m` put the working directory there): not in safe-path or isolated mode."""
+    return not (getattr(sys.flags, "safe_path", False) or sys.flags.isolated)
+
+
+def _run_source(path: str) -> None:
+    """Runs a source file as the `__main__` module, as `python script.py` does: its directory
+    (symbolic links resolved) first on sys.path so that modules beside it import, `__file__` and
+    the file name of its frames absolute, and an uncaught exception's traceback starting at the
+    script, without this module's frames."""
+    filename = os.path.abspath(path)
+    if _script_dir_on_path():
+        sys.path[0] = os.path.dirname(os.path.realpath(filename))
+    try:
+        with io.open_code(filename) as file:
+            source = file.read()
+    except OSError as exc:
+        program = getattr(sys, "orig_argv", [sys.executable])[0]
+        print(
+            f"{program}: can't open file {filename!r}: [Errno {exc.errno}] {exc.strerror}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    module = types.ModuleType("__main__")
+    module.__dict__.update(
+        __file__=filename,
+        __cached__=None,
+        __builtins__=builtins,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", filename),
+    )
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(source, filename, "exec"), module.__dict__)
+    except Exception as exc:
+        exc.__traceback__ = exc.__traceback__.tb_next
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
