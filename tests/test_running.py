@@ -303,13 +303,15 @@ def test_is_an_abstract_event_loop():
 
 # What `python -m ferroloop` must run as `python` runs it, from the directory above the script's
 # (the script imports a module beside it, and shows what it sees of itself), a script that fails,
-# one that does not compile, one that is not there, and a module by name, from its directory.
+# one that does not compile, one that is not there, and modules by name, from their directory.
 DASH_M_CASES = {
     "script": (".", ["app/app.py", "a", "b"]),
     "uncaught exception": (".", ["app/fails.py"]),
     "syntax error": (".", ["app/broken.py"]),
     "no such file": (".", ["app/missing.py"]),
     "module": ("app", ["-m", "app", "c"]),
+    "module that fails": ("app", ["-m", "fails"]),
+    "no such module": ("app", ["-m", "missing"]),
 }
 
 

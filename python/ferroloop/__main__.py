@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib.machinery
 import io
 import os
@@ -26,10 +27,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if argv and argv[0] != "-m" else 2)
     install()
     if argv[0] == "-m":
-        # As `python -m module`: the working directory stays first on sys.path, and runpy puts
-        # the module's file in sys.argv[0].
+        # What `python -m module` runs (since Python 2.7, in every version ferroloop supports):
+        # the working directory stays first on sys.path, the module's file goes in sys.argv[0],
+        # and a module that cannot be found is reported as python reports it.
         sys.argv = argv[1:]
-        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        with _uncaught_reported_as_python_does():
+            runpy._run_module_as_main(argv[1], alter_argv=True)
         return
     sys.argv = argv
     path = argv[0]
@@ -75,10 +78,21 @@ def _run_source(path: str) -> None:
         __loader__=importlib.machinery.SourceFileLoader("__main__", filename),
     )
     sys.modules["__main__"] = module
-    try:
+    with _uncaught_reported_as_python_does():
         exec(compile(source, filename, "exec"), module.__dict__)
+
+
+@contextlib.contextmanager
+def _uncaught_reported_as_python_does():
+    """An exception that leaves the program is printed and ends it with status 1, as python does,
+    its traceback starting where python's would: without this module's frames."""
+    try:
+        yield
     except Exception as exc:
-        exc.__traceback__ = exc.__traceback__.tb_next
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_globals is globals():
+            tb = tb.tb_next
+        exc.__traceback__ = tb
         sys.excepthook(type(exc), exc, exc.__traceback__)
         raise SystemExit(1) from None
 
