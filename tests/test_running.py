@@ -295,6 +295,29 @@ def test_policy_and_install():
         asyncio.set_event_loop_policy(old)
 
 
+@pytest.mark.parametrize("policy", ["asyncio.DefaultEventLoopPolicy", "ferroloop.EventLoopPolicy"])
+def test_a_loop_left_open_at_exit_is_closed_quietly(policy):
+    # The policy holds the loop to the end, and it is collected while the interpreter clears the
+    # modules' globals: closing it then must not need them.
+    program = textwrap.dedent(
+        f"""
+        import asyncio, warnings
+        import ferroloop
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.14 deprecates policies
+            asyncio.set_event_loop_policy({policy}())
+        loop = asyncio.new_event_loop()
+        loop.set_debug(True)  # (its close() logs)
+        asyncio.set_event_loop(loop)
+        del loop
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert (out.returncode, out.stderr) == (0, "")
+
+
 def test_is_an_abstract_event_loop():
     loop = ferroloop.new_event_loop()
     assert isinstance(loop, asyncio.AbstractEventLoop)

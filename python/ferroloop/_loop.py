@@ -207,6 +207,13 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if current != fd:  # replaced while running (add_signal_handler): leave it in place
             signal.set_wakeup_fd(current)
 
+    # What close() calls of other modules, held by the class: close() also runs from
+    # BaseEventLoop.__del__, which at interpreter exit can come after this module's globals were
+    # cleared (a loop that the policy or a module of the program still held).
+    _is_finalizing = staticmethod(sys.is_finalizing)
+    _warn = staticmethod(warnings.warn)
+    _logger = logger
+
     def close(self) -> None:
         # BaseSelectorEventLoop.close, BaseEventLoop.close and _UnixSelectorEventLoop.close, in
         # their order, with the native core in place of the ready queue, heap and selector.
@@ -215,7 +222,7 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if self.is_closed():
             return
         if self._debug:
-            logger.debug("Close %r", self)
+            self._logger.debug("Close %r", self)
         if self._ssock is not None:
             self._close_self_pipe()
         self._close_core()
@@ -225,11 +232,11 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             self._default_executor = None
             executor.shutdown(wait=False)
         self._selector = None
-        if not sys.is_finalizing():
+        if not self._is_finalizing():
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
         elif self._signal_handlers:
-            warnings.warn(
+            self._warn(
                 f"Closing the loop {self!r} on interpreter shutdown stage, "
                 "skipping signal handlers removal",
                 ResourceWarning,
