@@ -5,6 +5,7 @@ child watcher fallback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -187,6 +188,28 @@ def test_an_installed_child_watcher_is_used(loop_factory):
     assert seen == [pid]
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="policies keep no child watcher from 3.14")
+def test_the_watcher_asyncio_made_for_itself_leaves_ferroloop_on_pidfds():
+    # asyncio's policy makes its watcher on the first subprocess of asyncio's loop (from 3.12 a
+    # PidfdChildWatcher); that is not the program's choice, so ferroloop keeps its own path.
+    import ferroloop
+    from ferroloop._transports import SubprocessTransport
+
+    async def child():
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "pass")
+        await proc.wait()
+        return type(proc._transport)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.get_event_loop_policy().get_child_watcher()  # as asyncio's first subprocess does
+    loop = ferroloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(child()) is SubprocessTransport
+    finally:
+        loop.close()
+
+
 def test_preexec_fn_umask_user_and_group(loop):
     # user, group and umask (Python 3.9+): the current ids are allowed without privileges.
     code = (
@@ -209,3 +232,41 @@ def test_preexec_fn_umask_user_and_group(loop):
         return out.decode().split("\n")[:3]
 
     assert loop.run_until_complete(main()) == ["ran", "0o27", f"{os.getuid()} {os.getgid()}"]
+
+
+def test_a_child_left_running_when_its_loop_closes_is_finalized_quietly(loop_factory):
+    # The transport of a child still running when the loop closes is collected later; closing
+    # it then must not go through the closed loop (Python 3.14's close, gh-114177).
+    if loop_factory is asyncio.SelectorEventLoop and sys.version_info < (3, 14):
+        pytest.skip(
+            "asyncio's own gh-114177, fixed in 3.14: 'Event loop is closed' from the finalizer "
+            "(on 3.9-3.11 once the child exits, its watcher thread holding the transport till then)"
+        )
+    loop = loop_factory()
+
+    async def start():
+        return await asyncio.create_subprocess_exec(
+            PY, "-c", "import time; time.sleep(30)", stdout=subprocess.PIPE
+        )
+
+    proc = loop.run_until_complete(start())
+    pid = proc.pid
+    loop.close()
+    gc.collect()  # (earlier tests' garbage: only this transport's finalizer is watched below)
+    unraisable = []
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del proc
+            gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # killed and reaped by the transport's close, or by asyncio's watcher thread
+    assert [hook.exc_value for hook in unraisable] == []
+    # The loop watched the child on a pidfd, so nothing else held the transport: it was finalized.
+    assert any("unclosed transport <" in str(w.message) for w in caught)

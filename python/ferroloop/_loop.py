@@ -33,7 +33,13 @@ from . import _task_calls  # noqa: F401  (teaches the native loop the C Task's c
 from ._ferroloop import LoopCore
 from ._tls import NATIVE as _NATIVE_TLS
 from ._tls import SSLProtocol
-from ._transports import DatagramTransport, ReadPipeTransport, SocketTransport, WritePipeTransport
+from ._transports import (
+    DatagramTransport,
+    ReadPipeTransport,
+    SocketTransport,
+    SubprocessTransport,
+    WritePipeTransport,
+)
 
 __all__ = ("EventLoop",)
 
@@ -52,6 +58,15 @@ def _pidfds_work() -> bool:
 
 
 _PIDFDS_WORK = _pidfds_work()
+
+# The child watchers asyncio's policy makes for itself on first use (Python 3.8-3.13; from 3.14
+# the loop keeps its own and the policy none).
+if sys.version_info >= (3, 14):
+    _POLICY_WATCHERS = ()
+elif sys.version_info >= (3, 12):  # PidfdChildWatcher where pidfds work
+    _POLICY_WATCHERS = (unix_events.ThreadedChildWatcher, unix_events.PidfdChildWatcher)
+else:
+    _POLICY_WATCHERS = (unix_events.ThreadedChildWatcher,)
 
 # Python 3.14 deprecates asyncio.get_event_loop_policy (calling it warns) and keeps the accessor
 # under a private name, which asyncio's own code calls.
@@ -361,20 +376,19 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     # Subprocesses: the loop watches each child's exit on a pidfd, like any other fd, instead of
     # the per-child thread of Python 3.11's default child watcher. Without pidfds, or when the
     # program installed another kind of child watcher (asyncio.set_child_watcher, Python 3.8-3.13),
-    # asyncio's watcher path does it, as on CPython's loop. The default ThreadedChildWatcher,
-    # which asyncio creates on first use, is not a choice the program made: pidfds replace it.
+    # asyncio's watcher path does it, as on CPython's loop. The watcher asyncio's policy creates
+    # for itself on first use is not a choice the program made: pidfds replace it.
 
     async def _make_subprocess_transport(
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
     ):
         watcher = getattr(_get_policy(), "_watcher", None)
-        default_watcher = getattr(unix_events, "ThreadedChildWatcher", None)
-        if not _PIDFDS_WORK or (watcher is not None and type(watcher) is not default_watcher):
+        if not _PIDFDS_WORK or (watcher is not None and type(watcher) not in _POLICY_WATCHERS):
             return await super()._make_subprocess_transport(
                 protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
             )
         waiter = self.create_future()
-        transp = unix_events._UnixSubprocessTransport(
+        transp = SubprocessTransport(
             self,
             protocol,
             args,

@@ -1,5 +1,5 @@
-"""The transports ferroloop's loop hands to protocols: socket streams (TCP, Unix), datagrams, and
-pipes.
+"""The transports ferroloop's loop hands to protocols: socket streams (TCP, Unix), datagrams, pipes
+and subprocesses.
 
 What runs per packet (reads, writes, flushes, flow control) is native, in `_ferroloop.SocketStream`
 and `_ferroloop.DatagramSocket`; these classes are the asyncio transports that protocols and
@@ -16,6 +16,7 @@ import logging
 import math
 import selectors
 import socket
+import sys
 import warnings
 from asyncio import (
     base_events,
@@ -283,3 +284,22 @@ class WritePipeTransport(unix_events._UnixWritePipeTransport):
 
 
 WritePipeTransport.write, WritePipeTransport._write_ready = pipe_write_methods(WritePipeTransport)
+
+
+class SubprocessTransport(unix_events._UnixSubprocessTransport):
+    """asyncio's subprocess transport, for the children the loop watches on a pidfd."""
+
+    if sys.version_info < (3, 14):
+
+        def close(self):
+            # Python 3.14's close() (gh-114177): once the loop is closed (or the transport done
+            # with it), the pipes are not closed through it, which would schedule their
+            # connection_lost on a closed loop and raise, from __del__ too ("Exception ignored
+            # ... Event loop is closed"); their own finalizers close the fds.
+            if self._closed or (self._loop and not self._loop.is_closed()):
+                return super().close()
+            pipes, self._pipes = self._pipes, {}
+            try:
+                super().close()
+            finally:
+                self._pipes = pipes
