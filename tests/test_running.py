@@ -318,6 +318,25 @@ def test_a_loop_left_open_at_exit_is_closed_quietly(policy):
     assert (out.returncode, out.stderr) == (0, "")
 
 
+def test_close_lets_go_of_the_loops_own_fds_at_once(loop_factory):
+    # asyncio's close() closes its selector and self-pipe; the loop object may live on (a test
+    # framework's reference, a traceback), and a process that makes many loops must not run out.
+    def open_fds():
+        return sorted(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    loop = loop_factory()
+    r, w = os.pipe()
+    loop.add_reader(r, print)
+    loop.add_signal_handler(signal.SIGUSR1, print)
+    loop.run_until_complete(asyncio.sleep(0))  # (in the main thread: a signal wakeup fd too)
+    loop.close()
+    os.close(r)
+    os.close(w)
+    assert open_fds() == before
+    assert loop.is_closed()
+
+
 def test_is_an_abstract_event_loop():
     loop = ferroloop.new_event_loop()
     assert isinstance(loop, asyncio.AbstractEventLoop)

@@ -15,6 +15,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
@@ -83,14 +84,17 @@ impl SignalPipe {
 
 /// The registration half: which fds are watched for what.
 pub struct Interests {
-    /// mio's handle on the epoll instance; registrations go through its fd.
-    registry: Registry,
+    /// mio's handle on the epoll instance (a duplicate of its fd), through which fds are
+    /// registered; None once closed.
+    registry: Option<Registry>,
     watched: FxHashMap<RawFd, (bool, bool)>,
 }
 
 /// Wakes a blocked poll from any thread, with at most one write per sleep.
 pub struct LoopWaker {
-    waker: Waker,
+    /// The eventfd the poll watches; None once closed. Locked only to write a wake-up (at most
+    /// once per sleep) or to close it, so another thread's wake cannot meet a closed fd.
+    waker: Mutex<Option<Waker>>,
     polling: AtomicBool,
     pending: AtomicBool,
 }
@@ -107,11 +111,11 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
             idle_spin: IdleSpin::from_env(),
         },
         Interests {
-            registry,
+            registry: Some(registry),
             watched: FxHashMap::default(),
         },
         LoopWaker {
-            waker,
+            waker: Mutex::new(Some(waker)),
             polling: AtomicBool::new(false),
             pending: AtomicBool::new(false),
         },
@@ -204,12 +208,15 @@ impl Interests {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32) -> io::Result<()> {
+        let Some(registry) = &self.registry else {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        };
         let mut event = libc::epoll_event {
             events: bits,
             u64: fd as u64,
         };
         // SAFETY: the registry's fd is mio's live epoll instance; event is a valid epoll_event.
-        if unsafe { libc::epoll_ctl(self.registry.as_raw_fd(), op, fd, &mut event) } < 0 {
+        if unsafe { libc::epoll_ctl(registry.as_raw_fd(), op, fd, &mut event) } < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -246,8 +253,13 @@ impl Interests {
         }
     }
 
-    pub fn watched_fds(&self) -> Vec<RawFd> {
-        self.watched.keys().copied().collect()
+    /// Closes this handle on the epoll instance and forgets every fd; registering fails with
+    /// EBADF from then on. The instance itself goes when the poller is dropped too, taking the
+    /// registrations with it, so none is removed one by one (nor should be in a forked child,
+    /// whose epoll set is still the parent's).
+    pub fn close(&mut self) {
+        self.registry = None;
+        self.watched.clear();
     }
 }
 
@@ -264,9 +276,25 @@ impl LoopWaker {
     /// look at its ready queue before it blocks again, so it needs no wake-up.
     pub fn wake(&self) -> io::Result<()> {
         if self.polling.load(Ordering::SeqCst) && !self.pending.swap(true, Ordering::SeqCst) {
-            self.waker.wake()?;
+            let waker = self
+                .waker
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(waker) = waker.as_ref() {
+                waker.wake()?;
+            }
         }
         Ok(())
+    }
+
+    /// Closes the eventfd; a wake from then on does nothing.
+    pub fn close(&self) {
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(waker);
     }
 }
 
@@ -475,6 +503,25 @@ mod tests {
         t.join().unwrap();
         assert!(out.is_empty());
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn closed_interests_refuse_registrations_and_a_closed_waker_does_nothing() {
+        let (_poller, mut interests, waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        interests.close();
+        assert!(!interests.is_watched(r));
+        let err = interests.set(w, false, true).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        waker.close();
+        waker.set_polling(true);
+        waker.wake().unwrap();
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
     }
 
     #[test]

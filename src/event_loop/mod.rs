@@ -92,8 +92,10 @@ struct LoopState {
 #[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
 pub struct LoopCore {
     state: GilCell<LoopState>,
-    /// Only the thread running the loop blocks on it; the lock is never contended.
-    poller: Mutex<Poller>,
+    /// Only the thread running the loop blocks on it; the lock is never contended. None once
+    /// the loop is closed: its epoll instance and signal pipe are let go of then, as asyncio's
+    /// close() closes its selector, not when the loop object is freed.
+    poller: Mutex<Option<Poller>>,
     waker: LoopWaker,
     /// The fork generation the loop was made in (see `core::fork`).
     fork_generation: u64,
@@ -209,7 +211,7 @@ impl LoopCore {
                 task_factory: None,
                 clock: ClockSource::default(),
             }),
-            poller: Mutex::new(poller),
+            poller: Mutex::new(Some(poller)),
             waker,
             fork_generation: fork::generation(),
         })
@@ -284,6 +286,7 @@ impl LoopCore {
             .poller
             .try_lock()
             .map_err(|_| PyRuntimeError::new_err("This event loop is already running"))?;
+        let poller = poller.as_mut().ok_or_else(closed_error)?;
         poller.signal_wakeup_fd().map_err(os_error)
     }
 
@@ -330,24 +333,25 @@ impl LoopCore {
         drop((callbacks, factory));
     }
 
-    /// Marks the loop closed and drops every queued callback, timer and fd watch. The Python
-    /// `close()` does the checks and the executor shutdown around it.
+    /// Marks the loop closed, drops every queued callback, timer and fd watch, and closes the
+    /// epoll instance, the waker's eventfd and the signal pipe. The Python `close()` does the
+    /// checks and the executor shutdown around it.
     fn _close_core(&self, py: Python<'_>) {
         let (queued, callbacks) = {
             let mut st = self.state.borrow_mut(py);
             st.closed = true;
             let queued = st.take_queued();
-            // In a forked child the epoll set is the parent's: leave it alone.
-            if !self.is_inherited_through_fork() {
-                let fds: Vec<RawFd> = st.interests.watched_fds();
-                for fd in fds {
-                    let _ = st.interests.set(fd, false, false);
-                }
-            }
+            st.interests.close();
             let callbacks = std::mem::take(&mut st.fd_callbacks);
             st.held_readable.clear();
             (queued, callbacks)
         };
+        // A loop that is not running holds no lock on its poller. (In a forked child these fds
+        // are copies: closing them leaves the parent's alone.)
+        if let Ok(mut poller) = self.poller.try_lock() {
+            drop(poller.take());
+        }
+        self.waker.close();
         // Released outside the borrow: dropping a callback may run arbitrary Python code.
         release_queued(py, queued);
         drop(callbacks);

@@ -8,7 +8,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::{LoopCore, LoopState, Ready};
+use super::{closed_error, LoopCore, LoopState, Ready};
 use crate::core::clock;
 use crate::core::poller::{Poller, Readiness};
 use crate::errors::os_error;
@@ -105,7 +105,7 @@ impl LoopCore {
             .poller
             .try_lock()
             .map_err(|_| PyRuntimeError::new_err("This event loop is already running"))?;
-        let poller: &mut Poller = &mut guard;
+        let poller: &mut Poller = guard.as_mut().ok_or_else(closed_error)?;
         let result = if shared || !watching {
             self.wait(py, poller, timeout, &mut events)
         } else {
