@@ -492,3 +492,19 @@ def test_a_second_ctrl_c_interrupts(loop_name):
     out, _ = proc.communicate(timeout=30)
     assert out.splitlines() == ["KeyboardInterrupt"]
     assert proc.returncode == 0
+
+
+def test_a_subinterpreter_gets_an_import_error_and_asyncio_still_runs_there():
+    # The README's "Not in subinterpreters": PyO3 refuses to load the native module there.
+    interpreters = pytest.importorskip(
+        "concurrent.interpreters", reason="concurrent.interpreters is new in Python 3.14"
+    )
+    interp = interpreters.create()
+    try:
+        interp.exec("import asyncio; assert asyncio.run(asyncio.sleep(0, 'ran')) == 'ran'")
+        with pytest.raises(interpreters.ExecutionFailed) as failed:
+            interp.exec("import ferroloop")
+    finally:
+        interp.close()
+    assert failed.value.excinfo.type.__name__ == "ImportError"
+    assert "does not support loading in subinterpreters" in failed.value.excinfo.msg
