@@ -511,3 +511,30 @@ def test_a_subinterpreter_gets_an_import_error_and_asyncio_still_runs_there():
         interp.close()
     assert failed.value.excinfo.type.__name__ == "ImportError"
     assert "does not support loading in subinterpreters" in failed.value.excinfo.msg
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
+def test_a_loop_running_in_a_daemon_thread_at_exit_ends_quietly(loop_name):
+    # The interpreter exits while a daemon thread's loop waits in its poll with the GIL let go:
+    # the thread must not take the GIL back into a finalized interpreter (a crash or a hang).
+    program = textwrap.dedent(
+        f"""
+        import asyncio, threading, time
+        import ferroloop
+        new_loop = {{"asyncio": asyncio.new_event_loop, "ferroloop": ferroloop.new_event_loop}}
+        def serve():
+            loop = new_loop["{loop_name}"]()
+            async def tick():
+                while True:
+                    await asyncio.sleep(0.001)
+            loop.run_until_complete(tick())
+        threading.Thread(target=serve, daemon=True).start()
+        time.sleep(0.1)
+        print("exiting")
+        """
+    )
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+        )
+        assert (out.returncode, out.stdout, out.stderr) == (0, "exiting\n", "")
