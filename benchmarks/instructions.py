@@ -48,6 +48,7 @@ COLLECTED = re.compile(r"Collected : (\d+)")
 NETWORK_ROWS = (
     "TCP echo 1 KiB, Protocol",
     "TCP echo 1 KiB, streams",
+    "TCP echo 1 KiB, sock_* calls",
     "UDP ping-pong 64 B",
     "HTTP/1.1 keep-alive hello (wrk)",
     "TLS echo 1 KiB, Protocol",

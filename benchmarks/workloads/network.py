@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -112,6 +113,43 @@ class _EchoBufferedProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes):
         self.transport.write(self.view[:nbytes])
+
+
+async def _sock_echo(loop, conn):
+    with conn:
+        try:
+            while data := await loop.sock_recv(conn, 256 * 1024):
+                await loop.sock_sendall(conn, data)
+        except ConnectionError:
+            pass
+
+
+def _sock_calls(size: int):
+    """An echo server on the loop's socket methods (sock_accept, sock_recv, sock_sendall), as a
+    program that skips transports and protocols writes one."""
+
+    async def body(amount: int) -> int:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        echoes = []
+
+        async def accept():
+            while True:
+                conn, _ = await loop.sock_accept(listener)
+                # As asyncio's socket transports do for themselves.
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                echoes.append(loop.create_task(_sock_echo(loop, conn)))
+
+        acceptor = loop.create_task(accept())
+        try:
+            return await run_loadgen("tcp", listener.getsockname()[1], size, amount)
+        finally:
+            acceptor.cancel()
+            await asyncio.gather(acceptor, *echoes, return_exceptions=True)
+            listener.close()
+
+    return body
 
 
 def _streams(size: int, mode: str = "tcp"):
@@ -226,6 +264,7 @@ WORKLOADS = {
     "TCP echo 100 KiB, BufferedProtocol": _echo(
         _protocol(_EchoBufferedProtocol, 100 * 1024), 100 * 1024
     ),
+    "TCP echo 1 KiB, sock_* calls": _echo(_sock_calls(1024), 1024),
     "TCP bulk 64 MiB, streams": Workload(
         _streams(0, mode="bulk"),
         64,

@@ -12,6 +12,7 @@ native poller: `_add_reader` & co. are native, and `_selector` is a read-only vi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import selectors
@@ -449,6 +450,63 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             # handle, it would keep the task alive, and "Task exception was never retrieved"
             # waiting for the garbage collector; asyncio's Handle._run drops `self` for this.
             handle = None
+
+    # The socket calls that run per message: asyncio's own (the same on Python 3.9-3.14), but
+    # for their wait, which names the socket rather than its number. Such a wait is watched
+    # edge-triggered (the call tried the socket first) and stays registered when it ends, so the
+    # next wait on the same socket makes no system call ("The sock_* calls' waits" in
+    # docs/design.md).
+
+    async def sock_recv(self, sock, n):
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._sock_add_reader(sock, self._sock_recv, fut, sock, n)
+        fut.add_done_callback(functools.partial(self._sock_read_done, fd, handle=handle))
+        return await fut
+
+    async def sock_recv_into(self, sock, buf):
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._sock_add_reader(sock, self._sock_recv_into, fut, sock, buf)
+        fut.add_done_callback(functools.partial(self._sock_read_done, fd, handle=handle))
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._sock_add_writer(sock, self._sock_sendall, fut, sock, memoryview(data), [n])
+        fut.add_done_callback(functools.partial(self._sock_write_done, fd, handle=handle))
+        return await fut
+
+    sock_recv.__doc__ = selector_events.BaseSelectorEventLoop.sock_recv.__doc__
+    sock_recv_into.__doc__ = selector_events.BaseSelectorEventLoop.sock_recv_into.__doc__
+    sock_sendall.__doc__ = selector_events.BaseSelectorEventLoop.sock_sendall.__doc__
 
     # Name resolution: numeric addresses are answered at once, names go to the executor.
 

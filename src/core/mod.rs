@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod fork;
 pub mod idle_spin;
+pub mod interests;
 pub mod poller;
 pub mod scheduler;
 pub mod timers;

@@ -1,9 +1,9 @@
 //! Readiness polling on an epoll instance, level-triggered like asyncio's `EpollSelector`.
 //!
 //! asyncio's `add_reader` is level-triggered: a reader that leaves data unread is called again next
-//! turn. mio registers every fd edge-triggered, so fds are registered here with `epoll_ctl` on
-//! mio's epoll instance, without `EPOLLET`; mio still does the polling, the event parsing and the
-//! waker. (Edge-triggered registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to
+//! turn. mio registers every fd edge-triggered, so fds are registered with `epoll_ctl` on mio's
+//! epoll instance by `Interests` (interests.rs), without `EPOLLET` but for the `sock_*` calls' own
+//! watches; mio still does the polling, the event parsing and the waker. (Edge-triggered registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to
 //! behave this way: one syscall per event, which level-triggered epoll does not need.)
 //!
 //! What level-triggered epoll costs instead is one more poll of each fd it reported, at the next
@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mio::{Events, Poll, Registry, Token, Waker};
-use rustc_hash::FxHashMap;
+use mio::{Events, Poll, Token, Waker};
 
 use super::idle_spin::IdleSpin;
+use super::interests::from_event_data;
+pub use super::interests::Interests;
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
@@ -32,6 +33,8 @@ const EVENTS_CAPACITY: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readiness {
     pub fd: RawFd,
+    /// The generation of the registration that reported it (see `Interests::generation`).
+    pub generation: u32,
     pub read: bool,
     pub write: bool,
 }
@@ -82,14 +85,6 @@ impl SignalPipe {
     }
 }
 
-/// The registration half: which fds are watched for what.
-pub struct Interests {
-    /// mio's handle on the epoll instance (a duplicate of its fd), through which fds are
-    /// registered; None once closed.
-    registry: Option<Registry>,
-    watched: FxHashMap<RawFd, (bool, bool)>,
-}
-
 /// Wakes a blocked poll from any thread, with at most one write per sleep.
 pub struct LoopWaker {
     /// The eventfd the poll watches; None once closed. Locked only to write a wake-up (at most
@@ -110,28 +105,13 @@ pub fn new() -> io::Result<(Poller, Interests, LoopWaker)> {
             signal_pipe: None,
             idle_spin: IdleSpin::from_env(),
         },
-        Interests {
-            registry: Some(registry),
-            watched: FxHashMap::default(),
-        },
+        Interests::new(registry),
         LoopWaker {
             waker: Mutex::new(Some(waker)),
             polling: AtomicBool::new(false),
             pending: AtomicBool::new(false),
         },
     ))
-}
-
-/// The epoll bits for watching (read, write), as mio would ask for them but without `EPOLLET`.
-fn epoll_bits(read: bool, write: bool) -> u32 {
-    let mut bits = 0;
-    if read {
-        bits |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-    }
-    if write {
-        bits |= libc::EPOLLOUT as u32;
-    }
-    bits
 }
 
 impl Poller {
@@ -168,8 +148,10 @@ impl Poller {
                 || event.is_error()
                 || event.is_read_closed()
                 || event.is_write_closed();
+            let (fd, generation) = from_event_data(event.token().0 as u64);
             out.push(Readiness {
-                fd: event.token().0 as RawFd,
+                fd,
+                generation,
                 read: other_than_write,
                 write: other_than_read,
             });
@@ -194,72 +176,6 @@ impl Poller {
         let write = pipe.write.as_raw_fd();
         self.signal_pipe = Some(pipe);
         Ok(write)
-    }
-}
-
-impl Interests {
-    /// What `fd` is watched for: (read, write).
-    pub fn get(&self, fd: RawFd) -> (bool, bool) {
-        self.watched.get(&fd).copied().unwrap_or((false, false))
-    }
-
-    pub fn is_watched(&self, fd: RawFd) -> bool {
-        self.watched.contains_key(&fd)
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32) -> io::Result<()> {
-        let Some(registry) = &self.registry else {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        };
-        let mut event = libc::epoll_event {
-            events: bits,
-            u64: fd as u64,
-        };
-        // SAFETY: the registry's fd is mio's live epoll instance; event is a valid epoll_event.
-        if unsafe { libc::epoll_ctl(registry.as_raw_fd(), op, fd, &mut event) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Watches `fd` for exactly (read, write); (false, false) stops watching it.
-    /// Registration errors (a closed fd, a regular file) come back as the OS reported them.
-    pub fn set(&mut self, fd: RawFd, read: bool, write: bool) -> io::Result<()> {
-        let old = self.watched.get(&fd).copied();
-        match (old, read || write) {
-            (None, false) => Ok(()),
-            (None, true) => {
-                self.ctl(libc::EPOLL_CTL_ADD, fd, epoll_bits(read, write))?;
-                self.watched.insert(fd, (read, write));
-                Ok(())
-            }
-            (Some(was), true) if was == (read, write) => Ok(()),
-            (Some(_), true) => {
-                if let Err(err) = self.ctl(libc::EPOLL_CTL_MOD, fd, epoll_bits(read, write)) {
-                    // As selectors unregister a key they failed to modify: the fd was closed
-                    // (EBADF), or closed and its number opened again (ENOENT).
-                    self.watched.remove(&fd);
-                    return Err(err);
-                }
-                self.watched.insert(fd, (read, write));
-                Ok(())
-            }
-            (Some(_), false) => {
-                self.watched.remove(&fd);
-                // The fd may already be closed, which removed it from epoll: nothing to undo then.
-                let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0);
-                Ok(())
-            }
-        }
-    }
-
-    /// Closes this handle on the epoll instance and forgets every fd; registering fails with
-    /// EBADF from then on. The instance itself goes when the poller is dropped too, taking the
-    /// registrations with it, so none is removed one by one (nor should be in a forked child,
-    /// whose epoll set is still the parent's).
-    pub fn close(&mut self) {
-        self.registry = None;
-        self.watched.clear();
     }
 }
 
@@ -301,6 +217,7 @@ impl LoopWaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::interests::Watch;
     use std::sync::Arc;
     use std::time::Instant;
 
@@ -339,6 +256,7 @@ mod tests {
             out,
             vec![Readiness {
                 fd: r,
+                generation: 0,
                 read: true,
                 write: false,
             }]
@@ -393,6 +311,7 @@ mod tests {
             out,
             vec![Readiness {
                 fd: w,
+                generation: 0,
                 read: false,
                 write: true
             }]
@@ -438,6 +357,7 @@ mod tests {
             out,
             vec![Readiness {
                 fd: r,
+                generation: 1,
                 read: true,
                 write: false
             }]
@@ -447,6 +367,130 @@ mod tests {
             libc::close(r);
             libc::close(w);
             libc::close(w2);
+        }
+    }
+
+    const EDGE_READ: Watch = Watch {
+        read: true,
+        write: false,
+        edge: true,
+    };
+
+    /// The (fd, generation) of each event one poll reports.
+    fn poll_now(poller: &mut Poller) -> Vec<(RawFd, u32)> {
+        let mut out = vec![];
+        poller.poll(Some(Duration::ZERO), &mut out).unwrap();
+        out.iter().map(|ev| (ev.fd, ev.generation)).collect()
+    }
+
+    /// Closes `fd`'s file and opens another pipe's read end under its number, in one step (so no
+    /// other test's fd is hit); returns that pipe's write end.
+    fn reopen(fd: RawFd) -> RawFd {
+        let (r2, w2) = pipe();
+        // SAFETY: fds this test opened.
+        unsafe {
+            assert_eq!(libc::dup2(r2, fd), fd);
+            libc::close(r2);
+        }
+        w2
+    }
+
+    #[test]
+    fn an_edge_watch_that_stops_is_parked_and_kept_for_the_same_file() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set_watch(r, EDGE_READ, false).unwrap();
+        write_byte(w);
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
+        assert!(
+            poll_now(&mut poller).is_empty(),
+            "edge-triggered: reported once"
+        );
+        interests.set_watch(r, Watch::default(), false).unwrap();
+        assert!(interests.is_parked(r) && !interests.is_watched(r));
+        assert_eq!(interests.get(r), (false, false));
+        interests.set_watch(r, EDGE_READ, true).unwrap();
+        assert!(interests.is_watched(r));
+        write_byte(w);
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)], "the same registration");
+        // A level watch of the same fd is a change of registration: its events are reported
+        // for as long as the data stays.
+        interests.set(r, true, false).unwrap();
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+    }
+
+    #[test]
+    fn a_parked_number_closed_and_opened_again_is_registered_anew() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set_watch(r, EDGE_READ, false).unwrap();
+        interests.set_watch(r, Watch::default(), false).unwrap();
+        let w2 = reopen(r);
+        interests.set_watch(r, EDGE_READ, false).unwrap();
+        write_byte(w2);
+        assert_eq!(poll_now(&mut poller), vec![(r, 1)]);
+        assert_eq!(interests.generation(r), Some(1));
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+            libc::close(w2);
+        }
+    }
+
+    #[test]
+    fn events_of_a_registration_left_behind_with_its_file_are_not_current() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        // SAFETY: a duplicate of a pipe end this test opened: it keeps the file open.
+        let kept = unsafe { libc::dup(r) };
+        interests.set_watch(r, EDGE_READ, false).unwrap();
+        interests.set_watch(r, Watch::default(), false).unwrap();
+        let w2 = reopen(r);
+        interests.set(r, true, false).unwrap();
+        write_byte(w);
+        let events = poll_now(&mut poller);
+        assert_eq!(
+            events,
+            vec![(r, 0)],
+            "the old file's registration, left behind"
+        );
+        assert_eq!(interests.generation(r), Some(1));
+        write_byte(w2);
+        assert_eq!(poll_now(&mut poller), vec![(r, 1)]);
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            for fd in [r, w, w2, kept] {
+                libc::close(fd);
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_for_a_parked_registration_takes_it_off() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set_watch(r, EDGE_READ, false).unwrap();
+        interests.set_watch(r, Watch::default(), false).unwrap();
+        write_byte(w);
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
+        assert!(!interests.drop_parked(r, 1), "not its generation");
+        assert!(interests.drop_parked(r, 0));
+        assert!(!interests.is_parked(r));
+        write_byte(w);
+        assert!(poll_now(&mut poller).is_empty(), "off the instance");
+        interests.set_watch(r, EDGE_READ, true).unwrap();
+        assert_eq!(poll_now(&mut poller), vec![(r, 1)], "registered anew");
+        // SAFETY: closing fds this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
         }
     }
 

@@ -6,9 +6,10 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyInt, PyTuple};
+use pyo3::types::{PyInt, PyTuple, PyWeakrefMethods, PyWeakrefReference};
 
 use super::{FdCallbacks, LoopCore, LoopState};
+use crate::core::interests::Watch;
 use crate::errors::os_error;
 use crate::handles::Handle;
 use crate::packed_call;
@@ -66,6 +67,20 @@ impl LoopCore {
         args: &Bound<'_, PyTuple>,
         reader: bool,
     ) -> PyResult<Py<Handle>> {
+        LoopCore::install_fd_callback(slf, fd, fileobj, callback, args, reader, false)
+    }
+
+    /// `add_fd_callback`, asking for an edge-triggered watch if `edge` (see `core::interests`):
+    /// for callers that try the fd before they wait, and so need no report of what was there.
+    fn install_fd_callback(
+        slf: &Bound<'_, LoopCore>,
+        fd: RawFd,
+        fileobj: Option<&Bound<'_, PyAny>>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        reader: bool,
+        edge: bool,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_not_inherited()?;
@@ -73,17 +88,39 @@ impl LoopCore {
         let call = packed_call::pack(callback, args)?.into_bound(py);
         let handle = Py::new(py, LoopCore::new_handle(slf, &call, None, None)?)?;
         let replaced = {
-            let st = this.state.borrow_mut(py);
+            let mut st = this.state.borrow_mut(py);
             let (read, write) = st.interests.get(fd);
             let (read, write) = if reader { (true, write) } else { (read, true) };
-            let mut st = watch(st, fd, read, write)?;
+            // Edge-triggered only while every callback of the fd asks for it.
+            let other_edge = st.fd_callbacks.get(&fd).is_none_or(|cbs| {
+                if reader {
+                    cbs.writer.is_none() || cbs.writer_edge
+                } else {
+                    cbs.reader.is_none() || cbs.reader_edge
+                }
+            });
+            let watch = Watch {
+                read,
+                write,
+                edge: edge && other_edge,
+            };
+            let same_file = st
+                .parked_files
+                .remove(&fd)
+                .and_then(|file| file.bind(py).upgrade())
+                .is_some_and(|file| fileobj.is_some_and(|obj| obj.is(&file)));
+            let mut st = watch_fd(st, fd, watch, same_file)?;
+            let generation = st.interests.generation(fd).unwrap_or_default();
             let cbs = st.fd_callbacks.entry(fd).or_insert_with(|| FdCallbacks {
                 fileobj: fileobj.map(|o| o.clone().unbind()),
                 ..FdCallbacks::default()
             });
+            cbs.generation = generation;
             let slot = if reader {
+                cbs.reader_edge = edge;
                 &mut cbs.reader
             } else {
+                cbs.writer_edge = edge;
                 &mut cbs.writer
             };
             slot.replace(handle.clone_ref(py))
@@ -108,14 +145,22 @@ impl LoopCore {
         let Some(cbs) = st.fd_callbacks.get_mut(&fd) else {
             return Ok(false);
         };
-        let (read, write) = if reader {
-            (false, cbs.writer.is_some())
+        let watch = if reader {
+            Watch {
+                read: false,
+                write: cbs.writer.is_some(),
+                edge: cbs.writer_edge,
+            }
         } else {
-            (cbs.reader.is_some(), false)
+            Watch {
+                read: cbs.reader.is_some(),
+                write: false,
+                edge: cbs.reader_edge,
+            }
         };
         // In a forked child the epoll set is the parent's: only the bookkeeping changes.
         if !self.is_inherited_through_fork() {
-            st = watch(st, fd, read, write)?;
+            st = watch_fd(st, fd, watch, false)?;
         }
         let Some(cbs) = st.fd_callbacks.get_mut(&fd) else {
             return Ok(false);
@@ -125,11 +170,21 @@ impl LoopCore {
         } else {
             cbs.writer.take()
         };
-        let unwatched = if read || write {
+        let unwatched = if watch.read || watch.write {
             None
         } else {
             st.fd_callbacks.remove(&fd)
         };
+        // A parked registration is watched again without a system call by a `sock_*` call on
+        // the same file object (a weak reference: the loop must not keep a socket alive).
+        let parked_file = unwatched
+            .as_ref()
+            .filter(|_| st.interests.is_parked(fd))
+            .and_then(|cbs| cbs.fileobj.as_ref())
+            .and_then(|obj| PyWeakrefReference::new(obj.bind(py)).ok());
+        if let Some(file) = parked_file {
+            st.parked_files.insert(fd, file.unbind());
+        }
         drop(st);
         // Released outside the borrow: dropping a file object may run Python code.
         drop(unwatched);
@@ -160,16 +215,17 @@ impl LoopCore {
     }
 }
 
-/// Watches `fd` for exactly (read, write), and hands the borrowed state back. When the kernel
-/// refuses a change, the fd is forgotten, as selectors unregister a key they failed to modify:
-/// its callbacks are released after the borrow ends (releasing them may run Python code).
-fn watch(
+/// Watches `fd` as `watch` says (`same_file`: see `Interests::set_watch`), and hands the
+/// borrowed state back. When the kernel refuses a change, the fd is forgotten, as selectors
+/// unregister a key they failed to modify: its callbacks are released after the borrow ends
+/// (releasing them may run Python code).
+fn watch_fd(
     mut st: RefMut<'_, LoopState>,
     fd: RawFd,
-    read: bool,
-    write: bool,
+    watch: Watch,
+    same_file: bool,
 ) -> PyResult<RefMut<'_, LoopState>> {
-    match st.interests.set(fd, read, write) {
+    match st.interests.set_watch(fd, watch, same_file) {
         Ok(()) => Ok(st),
         Err(err) => {
             let forgotten = st.fd_callbacks.remove(&fd);
@@ -202,6 +258,31 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let fd_number = slf.get().registered_fd(fd)?;
         LoopCore::add_fd_callback(slf, fd_number, named(fd), callback, args, false)
+    }
+
+    /// `_add_reader` for the `sock_*` calls, which try their socket before they wait on it: an
+    /// edge-triggered watch, parked when removed (see `core::interests`).
+    #[pyo3(signature = (sock, callback, *args))]
+    fn _sock_add_reader(
+        slf: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let fd = slf.get().registered_fd(sock)?;
+        LoopCore::install_fd_callback(slf, fd, named(sock), callback, args, true, true)
+    }
+
+    /// `_add_writer` for the `sock_*` calls, as `_sock_add_reader`.
+    #[pyo3(signature = (sock, callback, *args))]
+    fn _sock_add_writer(
+        slf: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let fd = slf.get().registered_fd(sock)?;
+        LoopCore::install_fd_callback(slf, fd, named(sock), callback, args, false, true)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

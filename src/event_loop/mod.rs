@@ -43,6 +43,7 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
 use pyo3::{PyTraverseError, PyVisit};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -61,6 +62,11 @@ struct FdCallbacks {
     /// The file object (not an int) the fd was registered through: a selector key's `fileobj`,
     /// found by identity once the object has no fd any more (a closed socket).
     fileobj: Option<Py<PyAny>>,
+    /// Whether the reader (writer) is a `sock_*` call's, which asks for an edge-triggered watch.
+    reader_edge: bool,
+    writer_edge: bool,
+    /// The generation of the fd's registration (see `Interests::generation`).
+    generation: u32,
 }
 
 struct LoopState {
@@ -69,6 +75,9 @@ struct LoopState {
     /// By fd, with FxHash: fds are small integers the kernel hands out, and SipHash, std's
     /// default, cost about 100 instructions per readiness event (callgrind).
     fd_callbacks: FxHashMap<RawFd, FdCallbacks>,
+    /// Weak references to the file objects of the fds whose edge registration is parked (see
+    /// `core::interests`): a `sock_*` call that waits on the same object again finds it there.
+    parked_files: FxHashMap<RawFd, Py<PyWeakrefReference>>,
     /// Fds whose transport holds data it has already taken from the kernel (datagrams read in a
     /// batch, handed over one per turn): their reader runs in the next turn whether or not the
     /// poll reports them, as it would if the data were still queued in the kernel.
@@ -200,6 +209,7 @@ impl LoopCore {
                 scheduler: Scheduler::new(),
                 interests,
                 fd_callbacks: FxHashMap::default(),
+                parked_files: FxHashMap::default(),
                 held_readable: Vec::new(),
                 events: Vec::with_capacity(64),
                 closed: false,
@@ -343,8 +353,9 @@ impl LoopCore {
             let queued = st.take_queued();
             st.interests.close();
             let callbacks = std::mem::take(&mut st.fd_callbacks);
+            let parked = std::mem::take(&mut st.parked_files);
             st.held_readable.clear();
-            (queued, callbacks)
+            (queued, (callbacks, parked))
         };
         // A loop that is not running holds no lock on its poller. (In a forked child these fds
         // are copies: closing them leaves the parent's alone.)

@@ -43,8 +43,15 @@ impl LoopState {
         let mut stale = Vec::new();
         for ev in polled {
             let Some(callbacks) = self.fd_callbacks.get(&ev.fd) else {
+                if self.interests.drop_parked(ev.fd, ev.generation) {
+                    self.parked_files.remove(&ev.fd);
+                }
                 continue;
             };
+            // An event of a registration left behind by a file closed under it: not this fd's.
+            if callbacks.generation != ev.generation {
+                continue;
+            }
             for (ready, slot_is_reader) in [(ev.read, true), (ev.write, false)] {
                 let slot = if slot_is_reader {
                     &callbacks.reader
