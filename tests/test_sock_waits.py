@@ -6,8 +6,10 @@ calls' waits" in docs/design.md); asyncio removes it. Programs must not tell the
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import socket
+import struct
 import time
 import weakref
 
@@ -188,3 +190,59 @@ def test_a_cancelled_wait_leaves_the_socket_to_the_next_one(loop):
             assert got == big
 
     loop.run_until_complete(main())
+
+
+def reset_by_peer(sock) -> None:
+    """Closes `sock` with a reset (SO_LINGER 0) rather than a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_an_error_met_by_a_waiting_call_is_raised_by_it(loop):
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            client = socket.create_connection(listener.getsockname())
+            server, _ = listener.accept()
+        server.setblocking(False)
+        with server:
+            loop.call_later(0.01, reset_by_peer, client)
+            try:
+                await loop.sock_recv(server, 16)
+            except OSError as exc:
+                read_error = type(exc), exc.errno
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            client = socket.create_connection(listener.getsockname())
+            server, _ = listener.accept()
+        server.setblocking(False)
+        with server:
+            loop.call_later(0.05, reset_by_peer, client)
+            try:
+                # More than the socket buffers hold: the call waits, then meets the reset.
+                await loop.sock_sendall(server, b"x" * (64 << 20))
+            except OSError as exc:
+                write_error = type(exc)
+        return read_error, write_error
+
+    read_error, write_error = loop.run_until_complete(main())
+    assert read_error == (ConnectionResetError, errno.ECONNRESET)
+    assert write_error in (ConnectionResetError, BrokenPipeError)
+
+
+def test_a_wait_left_pending_when_its_loop_closes_is_collected(loop):
+    a, b = nonblocking_pair()
+    with a, b:
+        task = loop.create_task(loop.sock_recv(a, 16))
+        run_turns(loop, 2)
+        assert not task.done()
+        task.cancel()
+        run_turns(loop, 2)
+        pending = loop.create_task(loop.sock_recv(a, 16))
+        run_turns(loop, 2)
+        ref = weakref.ref(pending)
+        loop.close()
+        del task, pending
+        for _ in range(3):
+            gc.collect()
+        assert ref() is None

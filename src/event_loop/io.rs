@@ -72,7 +72,7 @@ impl LoopCore {
 
     /// `add_fd_callback`, asking for an edge-triggered watch if `edge` (see `core::interests`):
     /// for callers that try the fd before they wait, and so need no report of what was there.
-    fn install_fd_callback(
+    pub(super) fn install_fd_callback(
         slf: &Bound<'_, LoopCore>,
         fd: RawFd,
         fileobj: Option<&Bound<'_, PyAny>>,
@@ -258,31 +258,6 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let fd_number = slf.get().registered_fd(fd)?;
         LoopCore::add_fd_callback(slf, fd_number, named(fd), callback, args, false)
-    }
-
-    /// `_add_reader` for the `sock_*` calls, which try their socket before they wait on it: an
-    /// edge-triggered watch, parked when removed (see `core::interests`).
-    #[pyo3(signature = (sock, callback, *args))]
-    fn _sock_add_reader(
-        slf: &Bound<'_, LoopCore>,
-        sock: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
-        let fd = slf.get().registered_fd(sock)?;
-        LoopCore::install_fd_callback(slf, fd, named(sock), callback, args, true, true)
-    }
-
-    /// `_add_writer` for the `sock_*` calls, as `_sock_add_reader`.
-    #[pyo3(signature = (sock, callback, *args))]
-    fn _sock_add_writer(
-        slf: &Bound<'_, LoopCore>,
-        sock: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
-        let fd = slf.get().registered_fd(sock)?;
-        LoopCore::install_fd_callback(slf, fd, named(sock), callback, args, false, true)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -29,6 +29,7 @@ mod fastcall;
 mod gc;
 mod io;
 mod schedule;
+mod sock_waits;
 mod task_calls;
 mod tasks;
 pub(crate) mod threadsafe;

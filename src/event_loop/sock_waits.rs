@@ -1,0 +1,260 @@
+//! The waits of `sock_recv`, `sock_recv_into` and `sock_sendall` once their first try found the
+//! socket not ready: asyncio's `_sock_recv`, `_sock_recv_into` and `_sock_sendall` retries and its
+//! `_sock_read_done`/`_sock_write_done` done callbacks, as native callables.
+//!
+//! asyncio's wait is an fd callback that retries the call each time the socket is reported, a
+//! future it completes, and a done callback on that future that removes the fd callback (also when
+//! the future is cancelled). The same objects are made here, in the same order, so callback order,
+//! cancellation and errors stay asyncio's; what goes is the Python frames of each message's wait
+//! (the retry, the `functools.partial`, the done callback and `remove_reader`). The fd callback is
+//! installed edge-triggered, parked when removed (see `core::interests`).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PySlice, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::LoopCore;
+use crate::handles::Handle;
+use crate::net::is_exit;
+use crate::pyobjects;
+
+/// How one retry of a socket call ended.
+enum Retry {
+    Done(Py<PyAny>),
+    /// Not ready after all: wait for the next report.
+    Again,
+    Failed(PyErr),
+}
+
+impl Retry {
+    /// The outcome of `call`, sorted as asyncio's retries sort it: SystemExit and
+    /// KeyboardInterrupt leave the callback (asyncio re-raises them), anything else fails the
+    /// future.
+    fn of(py: Python<'_>, call: PyResult<Bound<'_, PyAny>>) -> PyResult<Retry> {
+        match call {
+            Ok(value) => Ok(Retry::Done(value.unbind())),
+            Err(err)
+                if err.is_instance_of::<PyBlockingIOError>(py)
+                    || err.is_instance_of::<PyInterruptedError>(py) =>
+            {
+                Ok(Retry::Again)
+            }
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => Ok(Retry::Failed(err)),
+        }
+    }
+
+    fn settle(self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = fut.py();
+        match self {
+            Retry::Again => {}
+            Retry::Done(value) => {
+                fut.call_method1(intern!(py, "set_result"), (value,))?;
+            }
+            Retry::Failed(err) => {
+                fut.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fut.call_method0(intern!(fut.py(), "done"))?.is_truthy()
+}
+
+/// The reader of a waiting `sock_recv` or `sock_recv_into`: `method(*args)` (the socket's `recv`
+/// or `recv_into`) each time the socket is reported readable, until it returns.
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct SockRead {
+    fut: Py<PyAny>,
+    method: Py<PyAny>,
+    args: Py<PyTuple>,
+}
+
+#[pymethods]
+impl SockRead {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let fut = self.fut.bind(py);
+        if is_done(fut)? {
+            return Ok(());
+        }
+        Retry::of(py, self.method.bind(py).call1(self.args.bind(py)))?.settle(fut)
+    }
+
+    // The future's done callback holds this reader's handle, which holds this: a cycle that the
+    // collector must see (the future breaks it), as it sees asyncio's.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.method)?;
+        visit.call(&self.args)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<sock_* wait for {}>",
+            self.method.bind(py).repr()?
+        ))
+    }
+}
+
+/// The writer of a waiting `sock_sendall`: sends what is left of `view` each time the socket is
+/// reported writable, until all of it is sent.
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct SockSendAll {
+    fut: Py<PyAny>,
+    send: Py<PyAny>,
+    view: Py<PyAny>,
+    /// `len(view)`, as asyncio compares it with the bytes sent.
+    len: usize,
+    sent: AtomicUsize,
+}
+
+#[pymethods]
+impl SockSendAll {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let fut = self.fut.bind(py);
+        if is_done(fut)? {
+            // The future's cancellation may be queued from an earlier turn.
+            return Ok(());
+        }
+        let start = self.sent.load(Ordering::Relaxed);
+        let rest = self
+            .view
+            .bind(py)
+            .get_item(PySlice::new(py, start as isize, isize::MAX, 1))?;
+        match Retry::of(py, self.send.bind(py).call1((rest,)))? {
+            Retry::Done(n) => {
+                let sent = start + n.bind(py).extract::<usize>()?;
+                if sent == self.len {
+                    Retry::Done(py.None()).settle(fut)
+                } else {
+                    self.sent.store(sent, Ordering::Relaxed);
+                    Ok(())
+                }
+            }
+            other => other.settle(fut),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.send)?;
+        visit.call(&self.view)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<sock_sendall wait for {}>",
+            self.send.bind(py).repr()?
+        ))
+    }
+}
+
+/// The done callback of a waiting socket call's future: removes its fd callback unless that was
+/// replaced since, after asyncio's check that no transport took the fd.
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct SockWaitDone {
+    core: Py<LoopCore>,
+    fd: RawFd,
+    handle: Py<Handle>,
+    reader: bool,
+}
+
+#[pymethods]
+impl SockWaitDone {
+    fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.handle.get().cancelled() {
+            return Ok(());
+        }
+        let core = self.core.bind(py);
+        core.call_method1(intern!(py, "_ensure_fd_no_transport"), (self.fd,))?;
+        core.get().remove_fd_callback(py, self.fd, self.reader)?;
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.core)?;
+        visit.call(&self.handle)
+    }
+
+    fn __repr__(&self) -> String {
+        let side = if self.reader { "reader" } else { "writer" };
+        format!("<remove the sock_* wait's {side} of fd {}>", self.fd)
+    }
+}
+
+impl LoopCore {
+    /// A new future of the loop's, with `make(future)` installed as `sock`'s (`fd`'s) reader or
+    /// writer and the done callback that removes it.
+    fn sock_wait<'py>(
+        slf: &Bound<'py, LoopCore>,
+        sock: &Bound<'py, PyAny>,
+        fd: RawFd,
+        reader: bool,
+        make: impl FnOnce(Py<PyAny>) -> PyResult<Bound<'py, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fut = slf.call_method0(intern!(py, "create_future"))?;
+        let callback = make(fut.clone().unbind())?;
+        let args = pyobjects::empty_tuple(py);
+        let handle =
+            LoopCore::install_fd_callback(slf, fd, Some(sock), &callback, &args, reader, true)?;
+        let done = SockWaitDone {
+            core: slf.clone().unbind(),
+            fd,
+            handle,
+            reader,
+        };
+        fut.call_method1(intern!(py, "add_done_callback"), (done,))?;
+        Ok(fut.unbind())
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    /// The future of a `sock_recv` or `sock_recv_into` whose first call found nothing to read:
+    /// `method(*args)` completes it once `sock` (`fd`) is readable.
+    fn _sock_read_wait(
+        slf: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        fd: RawFd,
+        method: Py<PyAny>,
+        args: Py<PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        LoopCore::sock_wait(slf, sock, fd, true, |fut| {
+            Ok(Bound::new(py, SockRead { fut, method, args })?.into_any())
+        })
+    }
+
+    /// The future of a `sock_sendall` whose first call sent `sent` bytes of `view`: completed
+    /// once the rest went out through `sock.send`.
+    fn _sock_sendall_wait(
+        slf: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        fd: RawFd,
+        view: Bound<'_, PyAny>,
+        sent: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let send = sock.getattr(intern!(py, "send"))?.unbind();
+        let len = view.len()?;
+        let view = view.unbind();
+        LoopCore::sock_wait(slf, sock, fd, false, |fut| {
+            let write = SockSendAll {
+                fut,
+                send,
+                view,
+                len,
+                sent: sent.into(),
+            };
+            Ok(Bound::new(py, write)?.into_any())
+        })
+    }
+}
