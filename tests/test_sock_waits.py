@@ -246,3 +246,48 @@ def test_a_wait_left_pending_when_its_loop_closes_is_collected(loop):
         for _ in range(3):
             gc.collect()
         assert ref() is None
+
+
+class Reluctant:
+    """A socket whose methods say "not ready" the first `refusals` times they are called, ready
+    or not (as the mock sockets of CPython's own tests do)."""
+
+    def __init__(self, sock, refusals: int):
+        self.sock = sock
+        self.refusals = refusals
+        self.calls = 0
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def gettimeout(self):
+        return self.sock.gettimeout()
+
+    def _call(self, method, *args):
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise BlockingIOError
+        return getattr(self.sock, method)(*args)
+
+    def recv(self, n):
+        return self._call("recv", n)
+
+    def send(self, data):
+        return self._call("send", data)
+
+
+def test_a_method_that_says_not_ready_while_the_socket_is_ready_is_called_again(loop):
+    """asyncio retries in every turn while its level-triggered registration reports the socket;
+    ferroloop's edge-triggered one is asked to report the socket again after each such answer."""
+
+    async def main():
+        a, b = nonblocking_pair()
+        with a, b:
+            b.send(b"waiting")
+            reader = Reluctant(a, refusals=3)
+            got = await asyncio.wait_for(loop.sock_recv(reader, 16), 5)
+            writer = Reluctant(b, refusals=3)
+            await asyncio.wait_for(loop.sock_sendall(writer, b"sent"), 5)
+            return got, reader.calls, writer.calls, a.recv(16)
+
+    assert loop.run_until_complete(main()) == (b"waiting", 4, 4, b"sent")

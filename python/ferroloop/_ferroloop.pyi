@@ -108,8 +108,13 @@ class LoopCore:
     def _remove_reader(self, fd: Any) -> bool: ...
     def _remove_writer(self, fd: Any) -> bool: ...
     def _fd_key(self, fd: Any) -> selectors.SelectorKey | None: ...
-    def _sock_read_wait(
-        self, sock: Any, fd: int, method: Callable[..., Any], args: tuple[Any, ...]
+    def _sock_wait(
+        self,
+        sock: Any,
+        fd: int,
+        reader: bool,
+        method: str,
+        args: tuple[Any, ...],
     ) -> Future[Any]: ...
     def _sock_sendall_wait(
         self, sock: Any, fd: int, view: memoryview, sent: int

@@ -466,11 +466,11 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    # The socket calls that run per message: asyncio's own (the same on Python 3.9-3.14), but for
-    # their wait, which is native (src/event_loop/sock_waits.rs) and names the socket rather
-    # than its number. Such a wait is watched edge-triggered (the call tried the socket first)
-    # and stays registered when it ends, so the next wait on the same socket makes no system
-    # call ("The sock_* calls' waits" in docs/design.md).
+    # The socket calls that run per message: asyncio's own (the same on every Python that has
+    # them, 3.9-3.14), but for their wait, which is native (src/event_loop/sock_waits.rs) and
+    # names the socket rather than its number. Such a wait is watched edge-triggered (the call
+    # tried the socket first) and stays registered when it ends, so the next wait on the same
+    # socket makes no system call ("The sock_* calls' waits" in docs/design.md).
 
     async def sock_recv(self, sock, n):
         base_events._check_ssl_socket(sock)
@@ -482,7 +482,7 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             pass
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
-        return await self._sock_read_wait(sock, fd, sock.recv, (n,))
+        return await self._sock_wait(sock, fd, True, "recv", (n,))
 
     async def sock_recv_into(self, sock, buf):
         base_events._check_ssl_socket(sock)
@@ -494,7 +494,7 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
             pass
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
-        return await self._sock_read_wait(sock, fd, sock.recv_into, (buf,))
+        return await self._sock_wait(sock, fd, True, "recv_into", (buf,))
 
     async def sock_sendall(self, sock, data):
         base_events._check_ssl_socket(sock)
@@ -509,6 +509,52 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
         return await self._sock_sendall_wait(sock, fd, memoryview(data), n)
+
+    if sys.version_info >= (3, 11):  # the datagram calls are new in 3.11
+
+        async def sock_recvfrom(self, sock, bufsize):
+            base_events._check_ssl_socket(sock)
+            if self._debug and sock.gettimeout() != 0:
+                raise ValueError("the socket must be non-blocking")
+            try:
+                return sock.recvfrom(bufsize)
+            except (BlockingIOError, InterruptedError):
+                pass
+            fd = sock.fileno()
+            self._ensure_fd_no_transport(fd)
+            return await self._sock_wait(sock, fd, True, "recvfrom", (bufsize,))
+
+        async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+            base_events._check_ssl_socket(sock)
+            if self._debug and sock.gettimeout() != 0:
+                raise ValueError("the socket must be non-blocking")
+            if not nbytes:
+                nbytes = len(buf)
+            try:
+                return sock.recvfrom_into(buf, nbytes)
+            except (BlockingIOError, InterruptedError):
+                pass
+            fd = sock.fileno()
+            self._ensure_fd_no_transport(fd)
+            return await self._sock_wait(sock, fd, True, "recvfrom_into", (buf, nbytes))
+
+        async def sock_sendto(self, sock, data, address):
+            base_events._check_ssl_socket(sock)
+            if self._debug and sock.gettimeout() != 0:
+                raise ValueError("the socket must be non-blocking")
+            try:
+                return sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                pass
+            fd = sock.fileno()
+            self._ensure_fd_no_transport(fd)
+            return await self._sock_wait(sock, fd, False, "sendto", (data, 0, address))
+
+        sock_recvfrom.__doc__ = selector_events.BaseSelectorEventLoop.sock_recvfrom.__doc__
+        sock_recvfrom_into.__doc__ = (
+            selector_events.BaseSelectorEventLoop.sock_recvfrom_into.__doc__
+        )
+        sock_sendto.__doc__ = selector_events.BaseSelectorEventLoop.sock_sendto.__doc__
 
     sock_recv.__doc__ = selector_events.BaseSelectorEventLoop.sock_recv.__doc__
     sock_recv_into.__doc__ = selector_events.BaseSelectorEventLoop.sock_recv_into.__doc__

@@ -222,6 +222,18 @@ impl Interests {
         }
     }
 
+    /// Asks an edge registration of `fd` to report what is ready now, as a level-triggered one
+    /// would on the next poll: for a caller that was woken, tried, and found nothing (a socket
+    /// method that said "not ready" while the socket was). Nothing to do for a level one.
+    pub fn rearm(&self, fd: RawFd) -> io::Result<()> {
+        match self.registered.get(&fd) {
+            Some(r) if r.wanted && r.kernel.edge => {
+                self.ctl(libc::EPOLL_CTL_MOD, fd, r.kernel, r.generation)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Called for an event that no callback waits for: a parked registration of `generation` is
     /// taken off the instance, so that it wakes the loop no more. Says whether one was.
     pub fn drop_parked(&mut self, fd: RawFd, generation: u32) -> bool {

@@ -1,5 +1,6 @@
-//! The waits of `sock_recv`, `sock_recv_into` and `sock_sendall` once their first try found the
-//! socket not ready: asyncio's `_sock_recv`, `_sock_recv_into` and `_sock_sendall` retries and its
+//! The waits of the `sock_*` calls that run per message (`sock_recv`, `sock_recv_into`,
+//! `sock_sendall`, and from Python 3.11 `sock_recvfrom`, `sock_recvfrom_into` and `sock_sendto`)
+//! once their first try found the socket not ready: asyncio's retries (`_sock_recv` & co.) and its
 //! `_sock_read_done`/`_sock_write_done` done callbacks, as native callables.
 //!
 //! asyncio's wait is an fd callback that retries the call each time the socket is reported, a
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PySlice, PyTuple};
+use pyo3::types::{PySlice, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::LoopCore;
@@ -68,38 +69,69 @@ fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
     fut.call_method0(intern!(fut.py(), "done"))?.is_truthy()
 }
 
-/// The reader of a waiting `sock_recv` or `sock_recv_into`: `method(*args)` (the socket's `recv`
-/// or `recv_into`) each time the socket is reported readable, until it returns.
-#[pyclass(frozen, module = "ferroloop._ferroloop")]
-pub struct SockRead {
+/// What a retry needs besides its own state: the future it completes, the socket whose method it
+/// calls (looked up at each retry, as asyncio does), and the loop and fd to re-arm when a retry
+/// finds the socket not ready after all.
+struct Wait {
     fut: Py<PyAny>,
-    method: Py<PyAny>,
+    sock: Py<PyAny>,
+    core: Py<LoopCore>,
+    fd: RawFd,
+}
+
+impl Wait {
+    /// Waits on: the fd's edge registration reports the socket again if it is ready now, as
+    /// asyncio's level-triggered one would on the next poll.
+    fn again(&self, py: Python<'_>) {
+        // A failure is a closed fd, which no registration reports any more, asyncio's neither.
+        let _ = self.core.get().rearm_fd(py, self.fd);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.core)
+    }
+}
+
+/// The reader (or writer) of a waiting `sock_recv`, `sock_recv_into`, `sock_recvfrom`,
+/// `sock_recvfrom_into` (or `sock_sendto`): `sock.<method>(*args)` each time the socket is
+/// reported ready, until it returns.
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct SockRetry {
+    wait: Wait,
+    method: Py<PyString>,
     args: Py<PyTuple>,
 }
 
 #[pymethods]
-impl SockRead {
+impl SockRetry {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        let fut = self.fut.bind(py);
+        let fut = self.wait.fut.bind(py);
         if is_done(fut)? {
             return Ok(());
         }
-        Retry::of(py, self.method.bind(py).call1(self.args.bind(py)))?.settle(fut)
+        let sock = self.wait.sock.bind(py);
+        let call = sock.call_method1(self.method.bind(py), self.args.bind(py));
+        match Retry::of(py, call)? {
+            Retry::Again => {
+                self.wait.again(py);
+                Ok(())
+            }
+            outcome => outcome.settle(fut),
+        }
     }
 
-    // The future's done callback holds this reader's handle, which holds this: a cycle that the
+    // The future's done callback holds this retry's handle, which holds this: a cycle that the
     // collector must see (the future breaks it), as it sees asyncio's.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        visit.call(&self.method)?;
+        self.wait.traverse(&visit)?;
         visit.call(&self.args)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<sock_* wait for {}>",
-            self.method.bind(py).repr()?
-        ))
+        let sock = self.wait.sock.bind(py).repr()?;
+        Ok(format!("<sock_* wait: {sock}.{}()>", self.method.bind(py)))
     }
 }
 
@@ -107,8 +139,7 @@ impl SockRead {
 /// reported writable, until all of it is sent.
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct SockSendAll {
-    fut: Py<PyAny>,
-    send: Py<PyAny>,
+    wait: Wait,
     view: Py<PyAny>,
     /// `len(view)`, as asyncio compares it with the bytes sent.
     len: usize,
@@ -118,7 +149,7 @@ pub struct SockSendAll {
 #[pymethods]
 impl SockSendAll {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        let fut = self.fut.bind(py);
+        let fut = self.wait.fut.bind(py);
         if is_done(fut)? {
             // The future's cancellation may be queued from an earlier turn.
             return Ok(());
@@ -128,31 +159,35 @@ impl SockSendAll {
             .view
             .bind(py)
             .get_item(PySlice::new(py, start as isize, isize::MAX, 1))?;
-        match Retry::of(py, self.send.bind(py).call1((rest,)))? {
+        let sock = self.wait.sock.bind(py);
+        match Retry::of(py, sock.call_method1(intern!(py, "send"), (rest,)))? {
             Retry::Done(n) => {
                 let sent = start + n.bind(py).extract::<usize>()?;
                 if sent == self.len {
                     Retry::Done(py.None()).settle(fut)
                 } else {
+                    // A send that took part of it filled the socket's buffer: the registration
+                    // reports the socket when the buffer drains.
                     self.sent.store(sent, Ordering::Relaxed);
                     Ok(())
                 }
             }
-            other => other.settle(fut),
+            Retry::Again => {
+                self.wait.again(py);
+                Ok(())
+            }
+            failed => failed.settle(fut),
         }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        visit.call(&self.send)?;
+        self.wait.traverse(&visit)?;
         visit.call(&self.view)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<sock_sendall wait for {}>",
-            self.send.bind(py).repr()?
-        ))
+        let sock = self.wait.sock.bind(py).repr()?;
+        Ok(format!("<sock_sendall wait: {sock}.send()>"))
     }
 }
 
@@ -190,18 +225,24 @@ impl SockWaitDone {
 }
 
 impl LoopCore {
-    /// A new future of the loop's, with `make(future)` installed as `sock`'s (`fd`'s) reader or
+    /// A new future of the loop's, with `make(wait)` installed as `sock`'s (`fd`'s) reader or
     /// writer and the done callback that removes it.
     fn sock_wait<'py>(
         slf: &Bound<'py, LoopCore>,
         sock: &Bound<'py, PyAny>,
         fd: RawFd,
         reader: bool,
-        make: impl FnOnce(Py<PyAny>) -> PyResult<Bound<'py, PyAny>>,
+        make: impl FnOnce(Wait) -> PyResult<Bound<'py, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let fut = slf.call_method0(intern!(py, "create_future"))?;
-        let callback = make(fut.clone().unbind())?;
+        let wait = Wait {
+            fut: fut.clone().unbind(),
+            sock: sock.clone().unbind(),
+            core: slf.clone().unbind(),
+            fd,
+        };
+        let callback = make(wait)?;
         let args = pyobjects::empty_tuple(py);
         let handle =
             LoopCore::install_fd_callback(slf, fd, Some(sock), &callback, &args, reader, true)?;
@@ -214,22 +255,28 @@ impl LoopCore {
         fut.call_method1(intern!(py, "add_done_callback"), (done,))?;
         Ok(fut.unbind())
     }
+
+    /// See `Interests::rearm`.
+    fn rearm_fd(&self, py: Python<'_>, fd: RawFd) -> std::io::Result<()> {
+        self.state.borrow(py).interests.rearm(fd)
+    }
 }
 
 #[pymethods]
 impl LoopCore {
-    /// The future of a `sock_recv` or `sock_recv_into` whose first call found nothing to read:
-    /// `method(*args)` completes it once `sock` (`fd`) is readable.
-    fn _sock_read_wait(
+    /// The future of a socket call whose first try found `sock` (`fd`) not ready:
+    /// `sock.<method>(*args)` completes it once `sock` is readable (`reader`) or writable.
+    fn _sock_wait(
         slf: &Bound<'_, LoopCore>,
         sock: &Bound<'_, PyAny>,
         fd: RawFd,
-        method: Py<PyAny>,
+        reader: bool,
+        method: Py<PyString>,
         args: Py<PyTuple>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        LoopCore::sock_wait(slf, sock, fd, true, |fut| {
-            Ok(Bound::new(py, SockRead { fut, method, args })?.into_any())
+        LoopCore::sock_wait(slf, sock, fd, reader, |wait| {
+            Ok(Bound::new(py, SockRetry { wait, method, args })?.into_any())
         })
     }
 
@@ -242,14 +289,12 @@ impl LoopCore {
         view: Bound<'_, PyAny>,
         sent: usize,
     ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let send = sock.getattr(intern!(py, "send"))?.unbind();
         let len = view.len()?;
         let view = view.unbind();
-        LoopCore::sock_wait(slf, sock, fd, false, |fut| {
+        let py = slf.py();
+        LoopCore::sock_wait(slf, sock, fd, false, |wait| {
             let write = SockSendAll {
-                fut,
-                send,
+                wait,
                 view,
                 len,
                 sent: sent.into(),
