@@ -472,38 +472,37 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     # tried the socket first) and stays registered when it ends, so the next wait on the same
     # socket makes no system call ("The sock_* calls' waits" in docs/design.md).
 
-    async def sock_recv(self, sock, n):
+    def _sock_try(self, sock, method, *args):
+        """asyncio's checks and first try of a socket call: what `sock.<method>(*args)` returned,
+        or None if the socket was not ready."""
         base_events._check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
         try:
-            return sock.recv(n)
+            return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
-            pass
+            return None
+
+    def _sock_retry(self, sock, reader, method, *args):
+        """The future that `sock.<method>(*args)`, retried whenever `sock` is ready, completes."""
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
-        return await self._sock_wait(sock, fd, True, "recv", (n,))
+        return self._sock_wait(sock, fd, reader, method, args)
+
+    async def sock_recv(self, sock, n):
+        data = self._sock_try(sock, "recv", n)
+        if data is None:
+            data = await self._sock_retry(sock, True, "recv", n)
+        return data
 
     async def sock_recv_into(self, sock, buf):
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        return await self._sock_wait(sock, fd, True, "recv_into", (buf,))
+        nbytes = self._sock_try(sock, "recv_into", buf)
+        if nbytes is None:
+            nbytes = await self._sock_retry(sock, True, "recv_into", buf)
+        return nbytes
 
     async def sock_sendall(self, sock, data):
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        try:
-            n = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
+        n = self._sock_try(sock, "send", data) or 0
         if n == len(data):
             return
         fd = sock.fileno()
@@ -513,42 +512,24 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     if sys.version_info >= (3, 11):  # the datagram calls are new in 3.11
 
         async def sock_recvfrom(self, sock, bufsize):
-            base_events._check_ssl_socket(sock)
-            if self._debug and sock.gettimeout() != 0:
-                raise ValueError("the socket must be non-blocking")
-            try:
-                return sock.recvfrom(bufsize)
-            except (BlockingIOError, InterruptedError):
-                pass
-            fd = sock.fileno()
-            self._ensure_fd_no_transport(fd)
-            return await self._sock_wait(sock, fd, True, "recvfrom", (bufsize,))
+            result = self._sock_try(sock, "recvfrom", bufsize)
+            if result is None:
+                result = await self._sock_retry(sock, True, "recvfrom", bufsize)
+            return result
 
         async def sock_recvfrom_into(self, sock, buf, nbytes=0):
-            base_events._check_ssl_socket(sock)
-            if self._debug and sock.gettimeout() != 0:
-                raise ValueError("the socket must be non-blocking")
             if not nbytes:
                 nbytes = len(buf)
-            try:
-                return sock.recvfrom_into(buf, nbytes)
-            except (BlockingIOError, InterruptedError):
-                pass
-            fd = sock.fileno()
-            self._ensure_fd_no_transport(fd)
-            return await self._sock_wait(sock, fd, True, "recvfrom_into", (buf, nbytes))
+            result = self._sock_try(sock, "recvfrom_into", buf, nbytes)
+            if result is None:
+                result = await self._sock_retry(sock, True, "recvfrom_into", buf, nbytes)
+            return result
 
         async def sock_sendto(self, sock, data, address):
-            base_events._check_ssl_socket(sock)
-            if self._debug and sock.gettimeout() != 0:
-                raise ValueError("the socket must be non-blocking")
-            try:
-                return sock.sendto(data, address)
-            except (BlockingIOError, InterruptedError):
-                pass
-            fd = sock.fileno()
-            self._ensure_fd_no_transport(fd)
-            return await self._sock_wait(sock, fd, False, "sendto", (data, 0, address))
+            sent = self._sock_try(sock, "sendto", data, address)
+            if sent is None:
+                sent = await self._sock_retry(sock, False, "sendto", data, 0, address)
+            return sent
 
         sock_recvfrom.__doc__ = selector_events.BaseSelectorEventLoop.sock_recvfrom.__doc__
         sock_recvfrom_into.__doc__ = (

@@ -76,7 +76,7 @@ struct Registration {
 }
 
 /// The epoll event data of fd `fd` registered in `generation`.
-pub fn event_data(fd: RawFd, generation: u32) -> u64 {
+fn event_data(fd: RawFd, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(fd as u32)
 }
 

@@ -3,8 +3,9 @@
 //! asyncio's `add_reader` is level-triggered: a reader that leaves data unread is called again next
 //! turn. mio registers every fd edge-triggered, so fds are registered with `epoll_ctl` on mio's
 //! epoll instance by `Interests` (interests.rs), without `EPOLLET` but for the `sock_*` calls' own
-//! watches; mio still does the polling, the event parsing and the waker. (Edge-triggered registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to
-//! behave this way: one syscall per event, which level-triggered epoll does not need.)
+//! watches; mio still does the polling, the event parsing and the waker. (Edge-triggered
+//! registration needed an `EPOLL_CTL_MOD` re-arm after every dispatch to behave this way: one
+//! syscall per event, which level-triggered epoll does not need.)
 //!
 //! What level-triggered epoll costs instead is one more poll of each fd it reported, at the next
 //! `epoll_wait`. A build with every fd edge-triggered (not correct as it stood: a read that left a
@@ -274,11 +275,7 @@ mod tests {
         assert!(out.is_empty(), "a drained fd stays quiet");
         interests.set(r, false, false).unwrap();
         assert!(!interests.is_watched(r));
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-        }
+        close_all(&[r, w]);
     }
 
     #[test]
@@ -323,11 +320,7 @@ mod tests {
         interests.set(r, true, false).unwrap();
         interests.set(r, true, true).unwrap();
         assert_eq!(interests.get(r), (true, true));
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-        }
+        close_all(&[r, w]);
     }
 
     #[test]
@@ -336,13 +329,8 @@ mod tests {
         let (r, w) = pipe();
         interests.set(r, true, false).unwrap();
         interests.set(r, true, false).unwrap();
-        let (r2, w2) = pipe();
-        // SAFETY: fds this test opened. dup2 closes the watched file (which leaves the epoll set
-        // with it) and opens another under its number in one step, so no other test's fd is hit.
-        unsafe {
-            assert_eq!(libc::dup2(r2, r), r);
-            libc::close(r2);
-        }
+        // The watched file leaves the epoll set with its number.
+        let w2 = reopen(r);
         let err = interests.set(r, true, true).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
         assert!(
@@ -362,12 +350,7 @@ mod tests {
                 write: false
             }]
         );
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-            libc::close(w2);
-        }
+        close_all(&[r, w, w2]);
     }
 
     const EDGE_READ: Watch = Watch {
@@ -383,11 +366,18 @@ mod tests {
         out.iter().map(|ev| (ev.fd, ev.generation)).collect()
     }
 
+    fn close_all(fds: &[RawFd]) {
+        for &fd in fds {
+            // SAFETY: closing fds the calling test opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+
     /// Closes `fd`'s file and opens another pipe's read end under its number, in one step (so no
     /// other test's fd is hit); returns that pipe's write end.
     fn reopen(fd: RawFd) -> RawFd {
         let (r2, w2) = pipe();
-        // SAFETY: fds this test opened.
+        // SAFETY: fds the calling test opened; dup2 closes `fd`'s file and reuses the number.
         unsafe {
             assert_eq!(libc::dup2(r2, fd), fd);
             libc::close(r2);
@@ -418,11 +408,7 @@ mod tests {
         interests.set(r, true, false).unwrap();
         assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
         assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-        }
+        close_all(&[r, w]);
     }
 
     #[test]
@@ -436,12 +422,7 @@ mod tests {
         write_byte(w2);
         assert_eq!(poll_now(&mut poller), vec![(r, 1)]);
         assert_eq!(interests.generation(r), Some(1));
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-            libc::close(w2);
-        }
+        close_all(&[r, w, w2]);
     }
 
     #[test]
@@ -464,12 +445,7 @@ mod tests {
         assert_eq!(interests.generation(r), Some(1));
         write_byte(w2);
         assert_eq!(poll_now(&mut poller), vec![(r, 1)]);
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            for fd in [r, w, w2, kept] {
-                libc::close(fd);
-            }
-        }
+        close_all(&[r, w, w2, kept]);
     }
 
     #[test]
@@ -487,22 +463,14 @@ mod tests {
         assert!(poll_now(&mut poller).is_empty(), "off the instance");
         interests.set_watch(r, EDGE_READ, true).unwrap();
         assert_eq!(poll_now(&mut poller), vec![(r, 1)], "registered anew");
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-        }
+        close_all(&[r, w]);
     }
 
     #[test]
     fn registering_a_closed_fd_fails_with_ebadf() {
         let (_poller, mut interests, _waker) = new().unwrap();
         let (r, w) = pipe();
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-        }
+        close_all(&[r, w]);
         let err = interests.set(r, true, false).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         assert!(!interests.is_watched(r));
@@ -561,11 +529,7 @@ mod tests {
         waker.close();
         waker.set_polling(true);
         waker.wake().unwrap();
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-        }
+        close_all(&[r, w]);
     }
 
     #[test]

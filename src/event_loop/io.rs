@@ -67,26 +67,26 @@ impl LoopCore {
         args: &Bound<'_, PyTuple>,
         reader: bool,
     ) -> PyResult<Py<Handle>> {
-        LoopCore::install_fd_callback(slf, fd, fileobj, callback, args, reader, false)
+        // asyncio runs no callback checks for fd callbacks, debug mode or not: no method name.
+        let call = packed_call::pack(callback, args)?.into_bound(slf.py());
+        LoopCore::install_fd_callback(slf, fd, fileobj, &call, reader, false)
     }
 
-    /// `add_fd_callback`, asking for an edge-triggered watch if `edge` (see `core::interests`):
-    /// for callers that try the fd before they wait, and so need no report of what was there.
+    /// Installs `call` (a callback packed with its arguments) as `fd`'s reader (or writer),
+    /// asking for an edge-triggered watch if `edge` (see `core::interests`): for callers that
+    /// try the fd before they wait, and so need no report of what was there.
     pub(super) fn install_fd_callback(
         slf: &Bound<'_, LoopCore>,
         fd: RawFd,
         fileobj: Option<&Bound<'_, PyAny>>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        call: &Bound<'_, PyAny>,
         reader: bool,
         edge: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_not_inherited()?;
-        // asyncio runs no callback checks for fd callbacks, debug mode or not: no method name.
-        let call = packed_call::pack(callback, args)?.into_bound(py);
-        let handle = Py::new(py, LoopCore::new_handle(slf, &call, None, None)?)?;
+        let handle = Py::new(py, LoopCore::new_handle(slf, call, None, None)?)?;
         let replaced = {
             let mut st = this.state.borrow_mut(py);
             let (read, write) = st.interests.get(fd);

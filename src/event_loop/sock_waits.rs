@@ -22,7 +22,6 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::LoopCore;
 use crate::handles::Handle;
 use crate::net::is_exit;
-use crate::pyobjects;
 
 /// How one retry of a socket call ended.
 enum Retry {
@@ -87,6 +86,30 @@ impl Wait {
         let _ = self.core.get().rearm_fd(py, self.fd);
     }
 
+    /// One retry: `call()` (a call of the socket's) unless the future is done already (its cancellation may be queued
+    /// from an earlier turn). Gives what the call returned; a call that failed has failed the
+    /// future, and one that found the socket not ready waits on (None for both).
+    fn attempt<'py>(
+        &self,
+        py: Python<'py>,
+        call: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let fut = self.fut.bind(py);
+        if is_done(fut)? {
+            return Ok(None);
+        }
+        match Retry::of(py, call())? {
+            Retry::Done(value) => return Ok(Some(value.into_bound(py))),
+            Retry::Again => self.again(py),
+            failed => failed.settle(fut)?,
+        }
+        Ok(None)
+    }
+
+    fn complete(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<()> {
+        Retry::Done(value).settle(self.fut.bind(py))
+    }
+
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.fut)?;
         visit.call(&self.sock)?;
@@ -107,18 +130,11 @@ pub struct SockRetry {
 #[pymethods]
 impl SockRetry {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        let fut = self.wait.fut.bind(py);
-        if is_done(fut)? {
-            return Ok(());
-        }
         let sock = self.wait.sock.bind(py);
-        let call = sock.call_method1(self.method.bind(py), self.args.bind(py));
-        match Retry::of(py, call)? {
-            Retry::Again => {
-                self.wait.again(py);
-                Ok(())
-            }
-            outcome => outcome.settle(fut),
+        let call = || sock.call_method1(self.method.bind(py), self.args.bind(py));
+        match self.wait.attempt(py, call)? {
+            Some(value) => self.wait.complete(py, value.unbind()),
+            None => Ok(()),
         }
     }
 
@@ -149,35 +165,23 @@ pub struct SockSendAll {
 #[pymethods]
 impl SockSendAll {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        let fut = self.wait.fut.bind(py);
-        if is_done(fut)? {
-            // The future's cancellation may be queued from an earlier turn.
-            return Ok(());
-        }
         let start = self.sent.load(Ordering::Relaxed);
-        let rest = self
-            .view
-            .bind(py)
-            .get_item(PySlice::new(py, start as isize, isize::MAX, 1))?;
         let sock = self.wait.sock.bind(py);
-        match Retry::of(py, sock.call_method1(intern!(py, "send"), (rest,)))? {
-            Retry::Done(n) => {
-                let sent = start + n.bind(py).extract::<usize>()?;
-                if sent == self.len {
-                    Retry::Done(py.None()).settle(fut)
-                } else {
-                    // A send that took part of it filled the socket's buffer: the registration
-                    // reports the socket when the buffer drains.
-                    self.sent.store(sent, Ordering::Relaxed);
-                    Ok(())
-                }
-            }
-            Retry::Again => {
-                self.wait.again(py);
-                Ok(())
-            }
-            failed => failed.settle(fut),
+        let call = || {
+            let rest = PySlice::new(py, start as isize, isize::MAX, 1);
+            sock.call_method1(intern!(py, "send"), (self.view.bind(py).get_item(rest)?,))
+        };
+        let Some(n) = self.wait.attempt(py, call)? else {
+            return Ok(());
+        };
+        let sent = start + n.extract::<usize>()?;
+        if sent == self.len {
+            return self.wait.complete(py, py.None());
         }
+        // A send that took part of it filled the socket's buffer: the registration reports the
+        // socket when the buffer drains.
+        self.sent.store(sent, Ordering::Relaxed);
+        Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -242,10 +246,9 @@ impl LoopCore {
             core: slf.clone().unbind(),
             fd,
         };
+        // A callable alone is its own packed call (no arguments).
         let callback = make(wait)?;
-        let args = pyobjects::empty_tuple(py);
-        let handle =
-            LoopCore::install_fd_callback(slf, fd, Some(sock), &callback, &args, reader, true)?;
+        let handle = LoopCore::install_fd_callback(slf, fd, Some(sock), &callback, reader, true)?;
         let done = SockWaitDone {
             core: slf.clone().unbind(),
             fd,
