@@ -24,20 +24,20 @@ use crate::handles::Handle;
 use crate::net::is_exit;
 
 /// How one retry of a socket call ended.
-enum Retry {
-    Done(Py<PyAny>),
+enum Retry<'py> {
+    Done(Bound<'py, PyAny>),
     /// Not ready after all: wait for the next report.
     Again,
     Failed(PyErr),
 }
 
-impl Retry {
+impl<'py> Retry<'py> {
     /// The outcome of `call`, sorted as asyncio's retries sort it: SystemExit and
     /// KeyboardInterrupt leave the callback (asyncio re-raises them), anything else fails the
     /// future.
-    fn of(py: Python<'_>, call: PyResult<Bound<'_, PyAny>>) -> PyResult<Retry> {
+    fn of(py: Python<'py>, call: PyResult<Bound<'py, PyAny>>) -> PyResult<Retry<'py>> {
         match call {
-            Ok(value) => Ok(Retry::Done(value.unbind())),
+            Ok(value) => Ok(Retry::Done(value)),
             Err(err)
                 if err.is_instance_of::<PyBlockingIOError>(py)
                     || err.is_instance_of::<PyInterruptedError>(py) =>
@@ -47,20 +47,6 @@ impl Retry {
             Err(err) if is_exit(py, &err) => Err(err),
             Err(err) => Ok(Retry::Failed(err)),
         }
-    }
-
-    fn settle(self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = fut.py();
-        match self {
-            Retry::Again => {}
-            Retry::Done(value) => {
-                fut.call_method1(intern!(py, "set_result"), (value,))?;
-            }
-            Retry::Failed(err) => {
-                fut.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -86,9 +72,10 @@ impl Wait {
         let _ = self.core.get().rearm_fd(py, self.fd);
     }
 
-    /// One retry: `call()` (a call of the socket's) unless the future is done already (its cancellation may be queued
-    /// from an earlier turn). Gives what the call returned; a call that failed has failed the
-    /// future, and one that found the socket not ready waits on (None for both).
+    /// One retry: `call()` (a call of the socket's) unless the future is done already (its
+    /// cancellation may be queued from an earlier turn). Gives what the call returned; a call
+    /// that failed has failed the future, and one that found the socket not ready waits on (None
+    /// for both).
     fn attempt<'py>(
         &self,
         py: Python<'py>,
@@ -99,15 +86,20 @@ impl Wait {
             return Ok(None);
         }
         match Retry::of(py, call())? {
-            Retry::Done(value) => return Ok(Some(value.into_bound(py))),
+            Retry::Done(value) => return Ok(Some(value)),
             Retry::Again => self.again(py),
-            failed => failed.settle(fut)?,
+            Retry::Failed(err) => {
+                fut.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+            }
         }
         Ok(None)
     }
 
-    fn complete(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<()> {
-        Retry::Done(value).settle(self.fut.bind(py))
+    fn complete(&self, value: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = value.py();
+        let fut = self.fut.bind(py);
+        fut.call_method1(intern!(py, "set_result"), (value,))?;
+        Ok(())
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -133,7 +125,7 @@ impl SockRetry {
         let sock = self.wait.sock.bind(py);
         let call = || sock.call_method1(self.method.bind(py), self.args.bind(py));
         match self.wait.attempt(py, call)? {
-            Some(value) => self.wait.complete(py, value.unbind()),
+            Some(value) => self.wait.complete(value),
             None => Ok(()),
         }
     }
@@ -176,7 +168,7 @@ impl SockSendAll {
         };
         let sent = start + n.extract::<usize>()?;
         if sent == self.len {
-            return self.wait.complete(py, py.None());
+            return self.wait.complete(py.None().into_bound(py));
         }
         // A send that took part of it filled the socket's buffer: the registration reports the
         // socket when the buffer drains.
