@@ -1,0 +1,127 @@
+//! The first try of `sock_recv` and `sock_recv_into`, as asyncio makes it: the socket's `recv(n)`
+//! or `recv_into(buf)`, with "not ready" (BlockingIOError, InterruptedError) given as None.
+//!
+//! In a request-response exchange that first try nearly always finds nothing to read, and from
+//! Python that costs an exception raised and caught: 1,300 ns for a `recv` that finds nothing,
+//! against 400 for the system call. On a plain `socket.socket` whose `recv` and `recv_into` are the
+//! C methods, the socket non-blocking and open, the call is made here with the method's own
+//! errors (PEP 475 retries, `OSError` from errno); any other socket, or arguments the method would
+//! treat otherwise (a length of 0 or above `MAX_READ`, not an exact int, a buffer that is not
+//! writable), goes to the method itself.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyInt, PyString, PyType};
+use pyo3::{intern, IntoPyObjectExt};
+
+use super::byte_view::BufferView;
+use super::calls::{socket_call, with_read_buffer, Io, MAX_READ};
+use super::sys;
+
+/// `sock.recv(n)`, or None if the socket had nothing to read.
+#[pyfunction]
+pub fn sock_try_recv<'py>(
+    sock: &Bound<'py, PyAny>,
+    n: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = sock.py();
+    let method = intern!(py, "recv");
+    let len = match n.cast_exact::<PyInt>().map(|n| n.extract::<usize>()) {
+        Ok(Ok(len)) if (1..=MAX_READ).contains(&len) => len,
+        _ => return call_method(sock, method, n),
+    };
+    let Some(fd) = plain_socket_fd(sock, method)? else {
+        return call_method(sock, method, n);
+    };
+    with_read_buffer(
+        |buf| match socket_call(py, || sys::recv(fd, &mut buf[..len])) {
+            Io::Done(got) => Ok(Some(PyBytes::new(py, &buf[..got]).into_any())),
+            Io::WouldBlock => Ok(None),
+            Io::Failed(err) => Err(err),
+        },
+    )
+}
+
+/// `sock.recv_into(buf)`, or None if the socket had nothing to read.
+#[pyfunction]
+pub fn sock_try_recv_into<'py>(
+    sock: &Bound<'py, PyAny>,
+    buf: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = sock.py();
+    let method = intern!(py, "recv_into");
+    let Some(fd) = plain_socket_fd(sock, method)? else {
+        return call_method(sock, method, buf);
+    };
+    let Ok(mut view) = BufferView::writable(buf) else {
+        return call_method(sock, method, buf);
+    };
+    if view.as_mut_slice().is_empty() {
+        drop(view);
+        return call_method(sock, method, buf);
+    }
+    match socket_call(py, || sys::recv(fd, view.as_mut_slice())) {
+        Io::Done(got) => Ok(Some(got.into_bound_py_any(py)?)),
+        Io::WouldBlock => Ok(None),
+        Io::Failed(err) => Err(err),
+    }
+}
+
+/// asyncio's first try through the method itself.
+fn call_method<'py>(
+    sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, PyString>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = sock.py();
+    match sock.call_method1(method, (arg,)) {
+        Ok(value) => Ok(Some(value)),
+        Err(err)
+            if err.is_instance_of::<PyBlockingIOError>(py)
+                || err.is_instance_of::<PyInterruptedError>(py) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The fd of `sock` if its `method` can be made here: `sock` is a `socket.socket` (no subclass),
+/// whose class still has the C method, open and non-blocking (timeout 0).
+fn plain_socket_fd(
+    sock: &Bound<'_, PyAny>,
+    method: &Bound<'_, PyString>,
+) -> PyResult<Option<RawFd>> {
+    let py = sock.py();
+    let (socket_type, c_socket_type) = socket_types(py)?;
+    let class = sock.get_type();
+    if !class.is(socket_type) || !class.getattr(method)?.is(&c_socket_type.getattr(method)?) {
+        return Ok(None);
+    }
+    let timeout = sock.call_method0(intern!(py, "gettimeout"))?;
+    if timeout.is_none() || timeout.extract::<f64>()? != 0.0 {
+        return Ok(None);
+    }
+    let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+    Ok((fd >= 0).then_some(fd))
+}
+
+/// `socket.socket` and the C type it subclasses, `_socket.socket`.
+fn socket_types(py: Python<'_>) -> PyResult<(&Bound<'_, PyType>, &Bound<'_, PyType>)> {
+    static TYPES: PyOnceLock<(Py<PyType>, Py<PyType>)> = PyOnceLock::new();
+    let (socket_type, c_socket_type) = TYPES.get_or_try_init(py, || -> PyResult<_> {
+        let socket_type = py
+            .import("socket")?
+            .getattr("socket")?
+            .cast_into::<PyType>()?;
+        let c_socket_type = py
+            .import("_socket")?
+            .getattr("socket")?
+            .cast_into::<PyType>()?;
+        Ok((socket_type.unbind(), c_socket_type.unbind()))
+    })?;
+    Ok((socket_type.bind(py), c_socket_type.bind(py)))
+}
