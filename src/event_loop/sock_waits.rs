@@ -13,7 +13,6 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PySlice, PyString, PyTuple};
@@ -21,7 +20,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::LoopCore;
 use crate::handles::Handle;
-use crate::net::is_exit;
+use crate::net::{is_exit, sort_python_error, Io};
 
 /// How one retry of a socket call ended.
 enum Retry<'py> {
@@ -36,16 +35,11 @@ impl<'py> Retry<'py> {
     /// KeyboardInterrupt leave the callback (asyncio re-raises them), anything else fails the
     /// future.
     fn of(py: Python<'py>, call: PyResult<Bound<'py, PyAny>>) -> PyResult<Retry<'py>> {
-        match call {
-            Ok(value) => Ok(Retry::Done(value)),
-            Err(err)
-                if err.is_instance_of::<PyBlockingIOError>(py)
-                    || err.is_instance_of::<PyInterruptedError>(py) =>
-            {
-                Ok(Retry::Again)
-            }
-            Err(err) if is_exit(py, &err) => Err(err),
-            Err(err) => Ok(Retry::Failed(err)),
+        match sort_python_error(py, call) {
+            Io::Done(value) => Ok(Retry::Done(value)),
+            Io::WouldBlock => Ok(Retry::Again),
+            Io::Failed(err) if is_exit(py, &err) => Err(err),
+            Io::Failed(err) => Ok(Retry::Failed(err)),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::io;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 
 use crate::errors::os_error;
@@ -59,6 +59,32 @@ pub enum Io<T> {
     /// EAGAIN: asyncio's `except (BlockingIOError, InterruptedError): pass`.
     WouldBlock,
     Failed(PyErr),
+}
+
+impl<T> Io<T> {
+    /// The value, None if the call found the socket not ready, or the error.
+    pub fn ready(self) -> PyResult<Option<T>> {
+        match self {
+            Io::Done(value) => Ok(Some(value)),
+            Io::WouldBlock => Ok(None),
+            Io::Failed(err) => Err(err),
+        }
+    }
+}
+
+/// A Python call's error sorted like a socket call's: BlockingIOError and InterruptedError are
+/// asyncio's "try again later".
+pub fn sort_python_error<T>(py: Python<'_>, result: PyResult<T>) -> Io<T> {
+    match result {
+        Ok(value) => Io::Done(value),
+        Err(err)
+            if err.is_instance_of::<PyBlockingIOError>(py)
+                || err.is_instance_of::<PyInterruptedError>(py) =>
+        {
+            Io::WouldBlock
+        }
+        Err(err) => Io::Failed(err),
+    }
 }
 
 /// Runs a socket call as CPython's socket module does (PEP 475): on EINTR the signal handlers

@@ -8,14 +8,14 @@
 
 use std::collections::VecDeque;
 
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::base::{shared_transport_methods, NativeTransport, TransportBase};
 use super::byte_view::{check_bytes_like, ByteView, DataCheck};
-use super::calls::{socket_call, with_read_buffer, Io};
+use super::calls::{socket_call, sort_python_error, with_read_buffer, Io};
 use super::read_batching::ReadBatching;
 use super::senders::{self, Senders};
 use super::{read_bytes, sockaddr, sys};
@@ -96,21 +96,6 @@ impl NativeTransport for DatagramSocket {
 }
 
 shared_transport_methods!(DatagramSocket);
-
-/// A Python call's error sorted like a socket call's: BlockingIOError and InterruptedError are
-/// asyncio's "try again later".
-fn sort_python_error<T>(py: Python<'_>, result: PyResult<T>) -> Io<T> {
-    match result {
-        Ok(value) => Io::Done(value),
-        Err(err)
-            if err.is_instance_of::<PyBlockingIOError>(py)
-                || err.is_instance_of::<PyInterruptedError>(py) =>
-        {
-            Io::WouldBlock
-        }
-        Err(err) => Io::Failed(err),
-    }
-}
 
 impl DatagramSocket {
     /// One datagram to `addr` (or to the connected peer).

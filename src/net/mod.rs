@@ -16,7 +16,7 @@ mod stream;
 mod sys;
 mod transport_methods;
 
-pub use calls::{is_exit, LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_READ};
+pub use calls::{is_exit, sort_python_error, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_READ};
 pub use datagram::DatagramSocket;
 pub use pipe::{pipe_read_ready_method, pipe_write_methods};
 pub use sock_first_try::{sock_try_recv, sock_try_recv_into};

@@ -11,14 +11,13 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyString, PyType};
 use pyo3::{intern, IntoPyObjectExt};
 
 use super::byte_view::BufferView;
-use super::calls::{socket_call, with_read_buffer, Io, MAX_READ};
+use super::calls::{socket_call, sort_python_error, with_read_buffer, MAX_READ};
 use super::sys;
 
 /// `sock.recv(n)`, or None if the socket had nothing to read.
@@ -36,13 +35,10 @@ pub fn sock_try_recv<'py>(
     let Some(fd) = plain_socket_fd(sock, method)? else {
         return call_method(sock, method, n);
     };
-    with_read_buffer(
-        |buf| match socket_call(py, || sys::recv(fd, &mut buf[..len])) {
-            Io::Done(got) => Ok(Some(PyBytes::new(py, &buf[..got]).into_any())),
-            Io::WouldBlock => Ok(None),
-            Io::Failed(err) => Err(err),
-        },
-    )
+    with_read_buffer(|buf| {
+        let got = socket_call(py, || sys::recv(fd, &mut buf[..len])).ready()?;
+        Ok(got.map(|n| PyBytes::new(py, &buf[..n]).into_any()))
+    })
 }
 
 /// `sock.recv_into(buf)`, or None if the socket had nothing to read.
@@ -63,11 +59,8 @@ pub fn sock_try_recv_into<'py>(
         drop(view);
         return call_method(sock, method, buf);
     }
-    match socket_call(py, || sys::recv(fd, view.as_mut_slice())) {
-        Io::Done(got) => Ok(Some(got.into_bound_py_any(py)?)),
-        Io::WouldBlock => Ok(None),
-        Io::Failed(err) => Err(err),
-    }
+    let got = socket_call(py, || sys::recv(fd, view.as_mut_slice())).ready()?;
+    got.map(|n| n.into_bound_py_any(py)).transpose()
 }
 
 /// asyncio's first try through the method itself.
@@ -76,17 +69,7 @@ fn call_method<'py>(
     method: &Bound<'py, PyString>,
     arg: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let py = sock.py();
-    match sock.call_method1(method, (arg,)) {
-        Ok(value) => Ok(Some(value)),
-        Err(err)
-            if err.is_instance_of::<PyBlockingIOError>(py)
-                || err.is_instance_of::<PyInterruptedError>(py) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(err),
-    }
+    sort_python_error(sock.py(), sock.call_method1(method, (arg,))).ready()
 }
 
 /// The fd of `sock` if its `method` can be made here: `sock` is a `socket.socket` (no subclass),
