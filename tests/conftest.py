@@ -43,6 +43,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def nonblocking_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair of non-blocking sockets, as the loop's sock_* calls require."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
 def collect_garbage() -> list:
     """Two full collections (the second frees what the first's finalizers let go), recording the
     warnings they raise (an unclosed loop's ResourceWarning) instead of showing them."""

@@ -10,13 +10,7 @@ import errno
 import socket
 
 import pytest
-
-
-def nonblocking_pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    return a, b
+from conftest import nonblocking_pair
 
 
 def test_data_already_there_comes_back_at_once(loop):

@@ -13,14 +13,7 @@ import struct
 import time
 import weakref
 
-from conftest import run_turns
-
-
-def nonblocking_pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    return a, b
+from conftest import nonblocking_pair, run_turns
 
 
 def test_a_socket_waited_on_for_every_message_gets_each_one(loop):
