@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None
 
 from . import _task_calls  # noqa: F401  (teaches the native loop the C Task's calls)
-from ._ferroloop import LoopCore, sock_try_recv, sock_try_recv_into
+from ._ferroloop import LoopCore, sock_try
 from ._tls import NATIVE as _NATIVE_TLS
 from ._tls import SSLProtocol
 from ._transports import (
@@ -475,11 +475,10 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     def _sock_try(self, sock, method, *args):
         """asyncio's checks and first try of a socket call: what `sock.<method>(*args)` returned,
         or None if the socket was not ready."""
-        self._sock_check(sock)
-        try:
-            return getattr(sock, method)(*args)
-        except (BlockingIOError, InterruptedError):
-            return None
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        return sock_try(sock, method, *args)
 
     def _sock_retry(self, sock, reader, method, *args):
         """The future that `sock.<method>(*args)`, retried whenever `sock` is ready, completes."""
@@ -487,22 +486,14 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         self._ensure_fd_no_transport(fd)
         return self._sock_wait(sock, fd, reader, method, args)
 
-    def _sock_check(self, sock):
-        """asyncio's checks before a socket call."""
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-
     async def sock_recv(self, sock, n):
-        self._sock_check(sock)
-        data = sock_try_recv(sock, n)
+        data = self._sock_try(sock, "recv", n)
         if data is None:
             data = await self._sock_retry(sock, True, "recv", n)
         return data
 
     async def sock_recv_into(self, sock, buf):
-        self._sock_check(sock)
-        nbytes = sock_try_recv_into(sock, buf)
+        nbytes = self._sock_try(sock, "recv_into", buf)
         if nbytes is None:
             nbytes = await self._sock_retry(sock, True, "recv_into", buf)
         return nbytes

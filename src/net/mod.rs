@@ -19,6 +19,6 @@ mod transport_methods;
 pub use calls::{is_exit, sort_python_error, Io, LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_READ};
 pub use datagram::DatagramSocket;
 pub use pipe::{pipe_read_ready_method, pipe_write_methods};
-pub use sock_first_try::{sock_try_recv, sock_try_recv_into};
+pub use sock_first_try::sock_try;
 pub use stream::SocketStream;
 pub use transport_methods::{datagram_sendto_method, is_closing_method, socket_transport_methods};

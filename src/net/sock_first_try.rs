@@ -1,33 +1,52 @@
-//! The first try of `sock_recv` and `sock_recv_into`, as asyncio makes it: the socket's `recv(n)`
-//! or `recv_into(buf)`, with "not ready" (BlockingIOError, InterruptedError) given as None.
+//! The first try of the `sock_*` calls, as asyncio makes it: the socket's method (`recv(n)`,
+//! `recv_into(buf)`, `send(data)`...), with "not ready" (BlockingIOError, InterruptedError) given
+//! as None.
 //!
-//! In a request-response exchange that first try nearly always finds nothing to read, and from
+//! In a request-response exchange the first try of a read nearly always finds nothing, and from
 //! Python that costs an exception raised and caught: 1,300 ns for a `recv` that finds nothing,
-//! against 400 for the system call. On a plain `socket.socket` whose `recv` and `recv_into` are the
-//! C methods, the socket non-blocking and open, the call is made here with the method's own
-//! errors (PEP 475 retries, `OSError` from errno); any other socket, or arguments the method would
-//! treat otherwise (a length of 0 or above `MAX_READ`, not an exact int, a buffer that is not
-//! writable), goes to the method itself.
+//! against 400 for the system call. So `recv` and `recv_into` on a plain `socket.socket` whose
+//! `recv` and `recv_into` are the C methods, the socket non-blocking and open, are made here with
+//! the method's own errors (PEP 475 retries, `OSError` from errno); any other socket or method, or
+//! arguments the method would treat otherwise (a length of 0 or above `MAX_READ`, not an exact
+//! int, a buffer that is not writable), goes to the method itself.
 
 use std::os::fd::RawFd;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyInt, PyString, PyType};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
 use pyo3::{intern, IntoPyObjectExt};
 
 use super::byte_view::BufferView;
 use super::calls::{socket_call, sort_python_error, with_read_buffer, MAX_READ};
 use super::sys;
 
-/// `sock.recv(n)`, or None if the socket had nothing to read.
+/// `sock.<method>(*args)`, or None if the socket was not ready.
 #[pyfunction]
-pub fn sock_try_recv<'py>(
+#[pyo3(signature = (sock, method, *args))]
+pub fn sock_try<'py>(
     sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, PyString>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if args.len() == 1 {
+        let arg = args.get_item(0)?;
+        match method.to_str()? {
+            "recv" => return try_recv(sock, method, &arg),
+            "recv_into" => return try_recv_into(sock, method, &arg),
+            _ => {}
+        }
+    }
+    sort_python_error(sock.py(), sock.call_method1(method, args)).ready()
+}
+
+/// `sock.recv(n)`, or None if the socket had nothing to read.
+fn try_recv<'py>(
+    sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, PyString>,
     n: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
-    let method = intern!(py, "recv");
     let len = match n.cast_exact::<PyInt>().map(|n| n.extract::<usize>()) {
         Ok(Ok(len)) if (1..=MAX_READ).contains(&len) => len,
         _ => return call_method(sock, method, n),
@@ -42,13 +61,12 @@ pub fn sock_try_recv<'py>(
 }
 
 /// `sock.recv_into(buf)`, or None if the socket had nothing to read.
-#[pyfunction]
-pub fn sock_try_recv_into<'py>(
+fn try_recv_into<'py>(
     sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, PyString>,
     buf: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
-    let method = intern!(py, "recv_into");
     let Some(fd) = plain_socket_fd(sock, method)? else {
         return call_method(sock, method, buf);
     };
@@ -63,7 +81,7 @@ pub fn sock_try_recv_into<'py>(
     got.map(|n| n.into_bound_py_any(py)).transpose()
 }
 
-/// asyncio's first try through the method itself.
+/// asyncio's first try of a one-argument call through the method itself.
 fn call_method<'py>(
     sock: &Bound<'py, PyAny>,
     method: &Bound<'py, PyString>,
