@@ -212,6 +212,23 @@ def test_the_firstiter_hook_adds_to_a_replaced_asyncgens_set(loop):
     loop.run_until_complete(main())
 
 
+def test_the_firstiter_hook_follows_a_weakset_put_in_place_of_the_first(loop):
+    # ferroloop reads a WeakSet's parts once: a new one in `_asyncgens` must be read again.
+    async def main():
+        first_set = loop._asyncgens
+        first = _counter()
+        await first.__anext__()
+        loop._asyncgens = weakref.WeakSet()
+        second = _counter()
+        await second.__anext__()
+        assert set(first_set) == {first}
+        assert set(loop._asyncgens) == {second}
+        await first.aclose()
+        await second.aclose()
+
+    loop.run_until_complete(main())
+
+
 def test_getaddrinfo_and_getnameinfo(loop):
     async def main():
         infos = await loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)

@@ -83,6 +83,8 @@ struct LoopState {
     /// batch, handed over one per turn): their reader runs in the next turn whether or not the
     /// poll reports them, as it would if the data were still queued in the kernel.
     held_readable: Vec<RawFd>,
+    /// The parts of `_asyncgens` that the async generator hook uses (see `asyncgens`).
+    asyncgens: Option<asyncgens::WeakSetParts>,
     /// Scratch buffer the poller fills each turn, kept to avoid an allocation per turn.
     events: Vec<Readiness>,
     closed: bool,
@@ -212,6 +214,7 @@ impl LoopCore {
                 fd_callbacks: FxHashMap::default(),
                 parked_files: FxHashMap::default(),
                 held_readable: Vec::new(),
+                asyncgens: None,
                 events: Vec::with_capacity(64),
                 closed: false,
                 stopping: false,
@@ -328,20 +331,24 @@ impl LoopCore {
             visit.call(&callbacks.fileobj)?;
         }
         visit.call(&st.task_factory)?;
+        if let Some(parts) = &st.asyncgens {
+            parts.traverse(&visit)?;
+        }
         gc::walk_queue(&st, &mut |obj: &Py<PyAny>| visit.call(obj))
     }
 
     fn __clear__(&self, py: Python<'_>) {
-        let (queued, callbacks, factory) = {
+        let (queued, callbacks, factory, asyncgens) = {
             let mut st = self.state.borrow_mut(py);
             (
                 st.take_queued(),
                 std::mem::take(&mut st.fd_callbacks),
                 st.task_factory.take(),
+                st.asyncgens.take(),
             )
         };
         release_queued(py, queued);
-        drop((callbacks, factory));
+        drop((callbacks, factory, asyncgens));
     }
 
     /// Marks the loop closed, drops every queued callback, timer and fd watch, and closes the
