@@ -86,6 +86,22 @@ cached_type!(
     "asyncio.protocols",
     "BufferedProtocol"
 );
+/// `ssl.SSLSocket`, which the `sock_*` calls refuse, or None where asyncio has no ssl module
+/// (`asyncio.base_events.ssl` is None).
+pub fn ssl_socket_type(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyType>>> {
+    static CELL: PyOnceLock<Option<Py<PyType>>> = PyOnceLock::new();
+    let cached = CELL.get_or_try_init(py, || -> PyResult<_> {
+        let ssl = py.import("asyncio.base_events")?.getattr("ssl")?;
+        if ssl.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            ssl.getattr("SSLSocket")?.cast_into::<PyType>()?.unbind(),
+        ))
+    })?;
+    Ok(cached.as_ref().map(|t| t.bind(py)))
+}
+
 // What asyncio's TLS protocol (`asyncio.sslproto`, 3.11+) uses from the ssl module and asyncio.
 cached_type!(ssl_error, "ssl", "SSLError");
 cached_type!(ssl_want_read_error, "ssl", "SSLWantReadError");

@@ -1,16 +1,22 @@
-"""The first try of `sock_recv` and `sock_recv_into`: asyncio calls the socket's method and takes
-BlockingIOError for "not ready". ferroloop makes that call natively on a plain non-blocking
-`socket.socket` (src/net/sock_first_try.rs); anything else must still reach the method, with the
-method's results and errors."""
+"""The first try of `sock_recv`, `sock_recv_into` and `sock_recvfrom`: asyncio calls the socket's
+method and takes BlockingIOError for "not ready". ferroloop makes that call natively on a plain
+non-blocking `socket.socket` (src/net/sock_first_try.rs); anything else must still reach the
+method, with the method's results and errors. The checks before the try (no SSLSocket; in debug
+mode, a non-blocking socket) are native too (`_sock_try`), and must raise what asyncio raises."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import socket
+import sys
 
 import pytest
 from conftest import nonblocking_pair
+
+needs_sock_recvfrom = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="loop.sock_recvfrom is new in Python 3.11"
+)
 
 
 def test_data_already_there_comes_back_at_once(loop):
@@ -169,3 +175,118 @@ def test_a_socket_with_a_timeout_reads_through_recv_with_its_timeout(loop):
             assert await loop.sock_recv(a, 16) == b"late"
 
     loop.run_until_complete(main())
+
+
+def _datagram_pair(family, address):
+    """Two bound non-blocking datagram sockets of `family`."""
+    a, b = socket.socket(family, socket.SOCK_DGRAM), socket.socket(family, socket.SOCK_DGRAM)
+    for sock in (a, b):
+        sock.bind(address)
+        sock.setblocking(False)
+    return a, b
+
+
+@needs_sock_recvfrom
+@pytest.mark.parametrize(
+    "family, address", [(socket.AF_INET, ("127.0.0.1", 0)), (socket.AF_INET6, ("::1", 0))]
+)
+def test_recvfrom_gives_the_datagram_and_its_source_as_the_method_does(loop, family, address):
+    try:
+        a, b = _datagram_pair(family, address)
+    except OSError as exc:
+        pytest.skip(f"no {family.name} loopback here: {exc}")
+
+    async def main():
+        with a, b:
+            b.sendto(b"first", a.getsockname())
+            assert await loop.sock_recvfrom(a, 100) == (b"first", b.getsockname())
+            # Cut to the length asked for, the rest of the datagram gone, as recvfrom does.
+            b.sendto(b"truncated", a.getsockname())
+            assert await loop.sock_recvfrom(a, 5) == (b"trunc", b.getsockname())
+            # Nothing there: the call waits for the next datagram.
+            loop.call_later(0.01, b.sendto, b"later", a.getsockname())
+            assert await loop.sock_recvfrom(a, 100) == (b"later", b.getsockname())
+            b.sendto(b"direct", a.getsockname())
+            await asyncio.sleep(0.01)
+            return a.recvfrom(100), b.getsockname()
+
+    direct, source = loop.run_until_complete(main())
+    assert direct == (b"direct", source)
+
+
+@needs_sock_recvfrom
+def test_recvfrom_on_unix_datagram_sockets_gives_the_methods_addresses(loop, tmp_path):
+    async def main():
+        named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        named.bind(str(tmp_path / "named"))
+        unnamed, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        abstract.bind(b"\0ferroloop-first-try-%d" % id(abstract))
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(str(tmp_path / "receiver"))
+        with named, unnamed, peer, abstract, receiver:
+            for sock in (named, unnamed, peer, abstract, receiver):
+                sock.setblocking(False)
+            results = []
+            for sender in (named, abstract):
+                sender.sendto(b"from", receiver.getsockname())
+                results.append(await loop.sock_recvfrom(receiver, 100))
+                sender.sendto(b"again", receiver.getsockname())
+                await asyncio.sleep(0.01)
+                results.append(receiver.recvfrom(100))
+            peer.send(b"pair")
+            results.append(await loop.sock_recvfrom(unnamed, 100))
+            peer.send(b"pair again")
+            results.append(unnamed.recvfrom(100))
+            return results, named.getsockname(), abstract.getsockname()
+
+    results, named, abstract = loop.run_until_complete(main())
+    assert results[0] == (b"from", named) and results[1] == (b"again", named)
+    assert results[2] == (b"from", abstract) and results[3] == (b"again", abstract)
+    assert results[4][0] == b"pair" and results[5][0] == b"pair again"
+    assert results[4][1] == results[5][1]
+
+
+@needs_sock_recvfrom
+def test_recvfrom_bad_lengths_get_the_methods_answers(loop):
+    async def main():
+        a, b = _datagram_pair(socket.AF_INET, ("127.0.0.1", 0))
+        with a, b:
+            with pytest.raises(ValueError, match="negative buffersize in recvfrom"):
+                await loop.sock_recvfrom(a, -1)
+            with pytest.raises(TypeError, match="integer"):
+                await loop.sock_recvfrom(a, 1.5)
+            b.sendto(b"for a zero-length read", a.getsockname())
+            await asyncio.sleep(0.01)
+            return await asyncio.wait_for(loop.sock_recvfrom(a, 0), 5), b.getsockname()
+
+    result, source = loop.run_until_complete(main())
+    assert result == (b"", source)
+
+
+def test_the_checks_before_the_first_try_raise_what_asyncio_raises(loop):
+    ssl = pytest.importorskip("ssl")
+
+    async def main():
+        a, b = socket.socketpair()
+        with a, b:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            ssl_sock = context.wrap_socket(socket.socket(), do_handshake_on_connect=False)
+            with ssl_sock:
+                with pytest.raises(TypeError, match="^Socket cannot be of type SSLSocket$"):
+                    await loop.sock_recv(ssl_sock, 1)
+                with pytest.raises(TypeError, match="^Socket cannot be of type SSLSocket$"):
+                    await loop.sock_sendall(ssl_sock, b"x")
+            loop.set_debug(True)
+            try:
+                with pytest.raises(ValueError, match="^the socket must be non-blocking$"):
+                    await loop.sock_recv(a, 1)
+                a.setblocking(False)
+                b.send(b"ok")
+                return await loop.sock_recv(a, 2)
+            finally:
+                loop.set_debug(False)
+
+    assert loop.run_until_complete(main()) == b"ok"

@@ -178,6 +178,30 @@ async def _udp_ping_pong(duration_ms: int) -> int:
         transport.close()
 
 
+async def _udp_sock_calls(duration_ms: int) -> int:
+    """UDP ping-pong served by the loop's socket methods (sock_recvfrom and sock_sendto, new in
+    Python 3.11), as a program that skips the datagram transport writes it."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+
+    async def serve():
+        while True:
+            data, addr = await loop.sock_recvfrom(sock, 64 * 1024)
+            await loop.sock_sendto(sock, data, addr)
+
+    server = loop.create_task(serve())
+    try:
+        return await run_loadgen("udp", sock.getsockname()[1], 64, duration_ms)
+    finally:
+        if server.done():
+            server.result()  # the server stopped: its error is the run's
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+        sock.close()
+
+
 _HTTP_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
     b"Connection: keep-alive\r\n\r\nHello, world!"
@@ -279,6 +303,18 @@ WORKLOADS = {
     ),
     "UDP ping-pong 64 B": Workload(
         _udp_ping_pong, 1500, 400, "round trip", smoke_size=200, placed=True
+    ),
+    "UDP ping-pong 64 B, sock_* calls": Workload(
+        _udp_sock_calls,
+        1500,
+        400,
+        "round trip",
+        smoke_size=200,
+        placed=True,
+        unsupported={
+            "uvloop": "uvloop 0.23.0 raises NotImplementedError for sock_recvfrom",
+            "rloop": "rloop 0.5.0 raises NotImplementedError for sock_recvfrom",
+        },
     ),
     "HTTP/1.1 keep-alive hello (wrk)": Workload(
         _http_hello, 2000, 1000, "request", smoke_size=1000, placed=True

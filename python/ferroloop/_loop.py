@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None
 
 from . import _task_calls  # noqa: F401  (teaches the native loop the C Task's calls)
-from ._ferroloop import LoopCore, sock_try
+from ._ferroloop import LoopCore
 from ._tls import NATIVE as _NATIVE_TLS
 from ._tls import SSLProtocol
 from ._transports import (
@@ -471,14 +471,6 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
     # names the socket rather than its number. Such a wait is watched edge-triggered (the call
     # tried the socket first) and stays registered when it ends, so the next wait on the same
     # socket makes no system call ("The sock_* calls' waits" in docs/design.md).
-
-    def _sock_try(self, sock, method, *args):
-        """asyncio's checks and first try of a socket call: what `sock.<method>(*args)` returned,
-        or None if the socket was not ready."""
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        return sock_try(sock, method, *args)
 
     def _sock_retry(self, sock, reader, method, *args):
         """The future that `sock.<method>(*args)`, retried whenever `sock` is ready, completes."""

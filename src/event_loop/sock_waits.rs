@@ -8,11 +8,13 @@
 //! the future is cancelled). The same objects are made here, in the same order, so callback order,
 //! cancellation and errors stay asyncio's; what goes is the Python frames of each message's wait
 //! (the retry, the `functools.partial`, the done callback and `remove_reader`). The fd callback is
-//! installed edge-triggered, parked when removed (see `core::interests`).
+//! installed edge-triggered, parked when removed (see `core::interests`). The first try itself,
+//! with asyncio's checks before it, is `_sock_try`.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PySlice, PyString, PyTuple};
@@ -20,7 +22,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::LoopCore;
 use crate::handles::Handle;
-use crate::net::{is_exit, sort_python_error, Io};
+use crate::net::{is_exit, sock_try, sort_python_error, Io};
+use crate::pyobjects;
 
 /// How one retry of a socket call ended.
 enum Retry<'py> {
@@ -253,6 +256,29 @@ impl LoopCore {
 
 #[pymethods]
 impl LoopCore {
+    /// asyncio's checks and first try of a `sock_*` call: `_check_ssl_socket`, in debug mode the
+    /// non-blocking check, then `sock.<method>(*args)` (`net::sock_try`). What the call returned,
+    /// or None if the socket was not ready. Native, with no Python frame of its own: it runs per
+    /// message, where the frame and its `*args` cost more than the call when the data is there.
+    #[pyo3(signature = (sock, method, *args))]
+    fn _sock_try<'py>(
+        &self,
+        sock: &Bound<'py, PyAny>,
+        method: &Bound<'py, PyString>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = sock.py();
+        if let Some(ssl_socket) = pyobjects::ssl_socket_type(py)? {
+            if sock.is_instance(ssl_socket)? {
+                return Err(PyTypeError::new_err("Socket cannot be of type SSLSocket"));
+            }
+        }
+        if self.debug(py) && sock.call_method0(intern!(py, "gettimeout"))?.ne(0)? {
+            return Err(PyValueError::new_err("the socket must be non-blocking"));
+        }
+        sock_try(sock, method, args)
+    }
+
     /// The future of a socket call whose first try found `sock` (`fd`) not ready:
     /// `sock.<method>(*args)` completes it once `sock` is readable (`reader`) or writable.
     fn _sock_wait(

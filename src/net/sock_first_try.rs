@@ -4,11 +4,12 @@
 //!
 //! In a request-response exchange the first try of a read nearly always finds nothing, and from
 //! Python that costs an exception raised and caught: 1,300 ns for a `recv` that finds nothing,
-//! against 400 for the system call. So `recv` and `recv_into` on a plain `socket.socket` whose
-//! `recv` and `recv_into` are the C methods, the socket non-blocking and open, are made here with
-//! the method's own errors (PEP 475 retries, `OSError` from errno); any other socket or method, or
-//! arguments the method would treat otherwise (a length of 0 or above `MAX_READ`, not an exact
-//! int, a buffer that is not writable), goes to the method itself.
+//! against 400 for the system call. So `recv`, `recv_into` and `recvfrom` on a plain
+//! `socket.socket` whose method is the C one, the socket non-blocking and open (for `recvfrom`, of
+//! the IPv4, IPv6 or Unix family, whose addresses `sockaddr` builds as the socket module does), are
+//! made here with the method's own errors (PEP 475 retries, `OSError` from errno); any other socket
+//! or method, or arguments the method would treat otherwise (a length of 0 or above `MAX_READ`, not
+//! an exact int, a buffer that is not writable), goes to the method itself.
 
 use std::os::fd::RawFd;
 
@@ -19,11 +20,9 @@ use pyo3::{intern, IntoPyObjectExt};
 
 use super::byte_view::BufferView;
 use super::calls::{socket_call, sort_python_error, with_read_buffer, MAX_READ};
-use super::sys;
+use super::{sockaddr, sys};
 
 /// `sock.<method>(*args)`, or None if the socket was not ready.
-#[pyfunction]
-#[pyo3(signature = (sock, method, *args))]
 pub fn sock_try<'py>(
     sock: &Bound<'py, PyAny>,
     method: &Bound<'py, PyString>,
@@ -34,10 +33,17 @@ pub fn sock_try<'py>(
         match method.to_str()? {
             "recv" => return try_recv(sock, method, &arg),
             "recv_into" => return try_recv_into(sock, method, &arg),
+            "recvfrom" => return try_recvfrom(sock, method, &arg),
             _ => {}
         }
     }
     sort_python_error(sock.py(), sock.call_method1(method, args)).ready()
+}
+
+/// `n` if a read of that length can be made here: an exact int from 1 to `MAX_READ`.
+fn read_length(n: &Bound<'_, PyAny>) -> Option<usize> {
+    let len = n.cast_exact::<PyInt>().ok()?.extract::<usize>().ok()?;
+    (1..=MAX_READ).contains(&len).then_some(len)
 }
 
 /// `sock.recv(n)`, or None if the socket had nothing to read.
@@ -47,9 +53,8 @@ fn try_recv<'py>(
     n: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
-    let len = match n.cast_exact::<PyInt>().map(|n| n.extract::<usize>()) {
-        Ok(Ok(len)) if (1..=MAX_READ).contains(&len) => len,
-        _ => return call_method(sock, method, n),
+    let Some(len) = read_length(n) else {
+        return call_method(sock, method, n);
     };
     let Some(fd) = plain_socket_fd(sock, method)? else {
         return call_method(sock, method, n);
@@ -57,6 +62,35 @@ fn try_recv<'py>(
     with_read_buffer(|buf| {
         let got = socket_call(py, || sys::recv(fd, &mut buf[..len])).ready()?;
         Ok(got.map(|n| PyBytes::new(py, &buf[..n]).into_any()))
+    })
+}
+
+/// `sock.recvfrom(n)`, or None if the socket had nothing to read.
+fn try_recvfrom<'py>(
+    sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, PyString>,
+    n: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = sock.py();
+    let Some(len) = read_length(n) else {
+        return call_method(sock, method, n);
+    };
+    let Some(fd) = plain_socket_fd(sock, method)? else {
+        return call_method(sock, method, n);
+    };
+    if !matches!(
+        socket_family(sock)?,
+        libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX
+    ) {
+        return call_method(sock, method, n);
+    }
+    with_read_buffer(|buf| {
+        let got = socket_call(py, || sys::recv_from(fd, &mut buf[..len])).ready()?;
+        got.map(|(n, addr, addr_len)| {
+            let address = sockaddr::to_python(py, &addr, addr_len)?;
+            (PyBytes::new(py, &buf[..n]), address).into_bound_py_any(py)
+        })
+        .transpose()
     })
 }
 
@@ -108,6 +142,20 @@ fn plain_socket_fd(
     }
     let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
     Ok((fd >= 0).then_some(fd))
+}
+
+/// The C socket's `family`, an int: `socket.socket.family` is a Python property that makes an enum.
+fn socket_family(sock: &Bound<'_, PyAny>) -> PyResult<i32> {
+    let py = sock.py();
+    static FAMILY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let family = FAMILY.get_or_try_init(py, || -> PyResult<_> {
+        let (_, c_socket_type) = socket_types(py)?;
+        Ok(c_socket_type.getattr(intern!(py, "family"))?.unbind())
+    })?;
+    family
+        .bind(py)
+        .call_method1(intern!(py, "__get__"), (sock,))?
+        .extract()
 }
 
 /// `socket.socket` and the C type it subclasses, `_socket.socket`.
