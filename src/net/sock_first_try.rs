@@ -46,6 +46,18 @@ fn read_length(n: &Bound<'_, PyAny>) -> Option<usize> {
     (1..=MAX_READ).contains(&len).then_some(len)
 }
 
+/// The fd and length of a read of `n` bytes that `method` would make, if it can be made here.
+fn native_read(
+    sock: &Bound<'_, PyAny>,
+    method: &Bound<'_, PyString>,
+    n: &Bound<'_, PyAny>,
+) -> PyResult<Option<(RawFd, usize)>> {
+    let Some(len) = read_length(n) else {
+        return Ok(None);
+    };
+    Ok(plain_socket_fd(sock, method)?.map(|fd| (fd, len)))
+}
+
 /// `sock.recv(n)`, or None if the socket had nothing to read.
 fn try_recv<'py>(
     sock: &Bound<'py, PyAny>,
@@ -53,10 +65,7 @@ fn try_recv<'py>(
     n: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
-    let Some(len) = read_length(n) else {
-        return call_method(sock, method, n);
-    };
-    let Some(fd) = plain_socket_fd(sock, method)? else {
+    let Some((fd, len)) = native_read(sock, method, n)? else {
         return call_method(sock, method, n);
     };
     with_read_buffer(|buf| {
@@ -72,18 +81,13 @@ fn try_recvfrom<'py>(
     n: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
-    let Some(len) = read_length(n) else {
+    let read = match native_read(sock, method, n)? {
+        Some(read) if has_address_family(sock)? => Some(read),
+        _ => None,
+    };
+    let Some((fd, len)) = read else {
         return call_method(sock, method, n);
     };
-    let Some(fd) = plain_socket_fd(sock, method)? else {
-        return call_method(sock, method, n);
-    };
-    if !matches!(
-        socket_family(sock)?,
-        libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX
-    ) {
-        return call_method(sock, method, n);
-    }
     with_read_buffer(|buf| {
         let got = socket_call(py, || sys::recv_from(fd, &mut buf[..len])).ready()?;
         got.map(|(n, addr, addr_len)| {
@@ -142,6 +146,14 @@ fn plain_socket_fd(
     }
     let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
     Ok((fd >= 0).then_some(fd))
+}
+
+/// Whether `sock` is of a family whose addresses `sockaddr` builds: IPv4, IPv6 or Unix.
+fn has_address_family(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(matches!(
+        socket_family(sock)?,
+        libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX
+    ))
 }
 
 /// The C socket's `family`, an int: `socket.socket.family` is a Python property that makes an enum.
