@@ -13,6 +13,7 @@
 
 use std::os::fd::RawFd;
 
+use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
@@ -37,7 +38,7 @@ pub fn sock_try<'py>(
             _ => {}
         }
     }
-    sort_python_error(sock.py(), sock.call_method1(method, args)).ready()
+    call_method(sock, method, args)
 }
 
 /// `n` if a read of that length can be made here: an exact int from 1 to `MAX_READ`.
@@ -66,7 +67,7 @@ fn try_recv<'py>(
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
     let Some((fd, len)) = native_read(sock, method, n)? else {
-        return call_method(sock, method, n);
+        return call_method(sock, method, (n,));
     };
     with_read_buffer(|buf| {
         let got = socket_call(py, || sys::recv(fd, &mut buf[..len])).ready()?;
@@ -86,7 +87,7 @@ fn try_recvfrom<'py>(
         _ => None,
     };
     let Some((fd, len)) = read else {
-        return call_method(sock, method, n);
+        return call_method(sock, method, (n,));
     };
     with_read_buffer(|buf| {
         let got = socket_call(py, || sys::recv_from(fd, &mut buf[..len])).ready()?;
@@ -106,26 +107,26 @@ fn try_recv_into<'py>(
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
     let Some(fd) = plain_socket_fd(sock, method)? else {
-        return call_method(sock, method, buf);
+        return call_method(sock, method, (buf,));
     };
     let Ok(mut view) = BufferView::writable(buf) else {
-        return call_method(sock, method, buf);
+        return call_method(sock, method, (buf,));
     };
     if view.as_mut_slice().is_empty() {
         drop(view);
-        return call_method(sock, method, buf);
+        return call_method(sock, method, (buf,));
     }
     let got = socket_call(py, || sys::recv(fd, view.as_mut_slice())).ready()?;
     got.map(|n| n.into_bound_py_any(py)).transpose()
 }
 
-/// asyncio's first try of a one-argument call through the method itself.
+/// asyncio's first try through the method itself.
 fn call_method<'py>(
     sock: &Bound<'py, PyAny>,
     method: &Bound<'py, PyString>,
-    arg: &Bound<'py, PyAny>,
+    args: impl PyCallArgs<'py>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    sort_python_error(sock.py(), sock.call_method1(method, (arg,))).ready()
+    sort_python_error(sock.py(), sock.call_method1(method, args)).ready()
 }
 
 /// The fd of `sock` if its `method` can be made here: `sock` is a `socket.socket` (no subclass),
