@@ -9,7 +9,7 @@ A workload whose load comes from a client process of its own is measured once pe
 the server and the client on the machine's cores, pinned (workloads/placement.py), in rows named
 by the placement: unpinned, such a row has two speeds 2-3x apart and reports the scheduler's pick.
 
-    python benchmarks/run.py [--quick] [--reps N] [--only SUBSTRING] [--loops a,b] [--out DIR]
+    python benchmarks/run.py [--quick] [--reps N] [--only SUBSTRING]... [--loops a,b] [--out DIR]
 """
 
 from __future__ import annotations
@@ -304,7 +304,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 3 repetitions")
     # The full run: 5 repetitions, full sizes (about 27 minutes on 2 cores).
     parser.add_argument("--reps", type=int)
-    parser.add_argument("--only", help="run the workloads whose name contains this")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="run the workloads whose name contains this (given again: any of these)",
+    )
     parser.add_argument("--loops", default=",".join(ALL_LOOPS))
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md + png")
@@ -330,7 +334,11 @@ def main() -> None:
 
     loops = args.loops.split(",")
     reps = args.reps or (3 if args.quick else 5)
-    chosen = {row: spec for row, spec in rows.items() if not args.only or args.only in row}
+    chosen = {
+        row: spec
+        for row, spec in rows.items()
+        if not args.only or any(part in row for part in args.only)
+    }
     header = {
         "date": dt.date.today().isoformat(),
         "machine": machine(),
