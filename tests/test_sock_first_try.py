@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import subprocess
 import sys
 
+import ferroloop
 import pytest
 from conftest import nonblocking_pair
 
@@ -160,6 +162,54 @@ def test_a_patched_socket_class_is_read_through_the_patch(loop):
     finally:
         del socket.socket.recv
     assert seen == [7]
+
+
+# asyncssh's tuntap tests replace `socket.socket` with a function, and a first read made while
+# they do must still find the class: in a process of its own, so that it is the first.
+FIRST_READ_UNDER_A_PATCHED_SOCKET_CLASS = """
+import asyncio, socket, sys
+from unittest import mock
+import ferroloop
+
+loops = {"asyncio": asyncio.SelectorEventLoop, "ferroloop": ferroloop.new_event_loop}
+new_loop = loops[sys.argv[1]]
+real_socket = socket.socket
+stream = socket.socketpair()
+datagram = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+for sock in (*stream, *datagram):
+    sock.setblocking(False)
+
+
+async def main(loop):
+    stream[1].send(b"stream")
+    datagram[1].send(b"datagram")
+    with mock.patch("socket.socket", lambda *args, **kwargs: real_socket(*args, **kwargs)):
+        got = [await loop.sock_recv(stream[0], 3)]
+        buf = bytearray(3)
+        got.append((await loop.sock_recv_into(stream[0], buf), bytes(buf)))
+        if sys.version_info >= (3, 11):
+            got.append((await loop.sock_recvfrom(datagram[0], 100))[0])
+        else:
+            got.append(await loop.sock_recv(datagram[0], 100))
+    return got
+
+
+loop = new_loop()
+print(loop.run_until_complete(main(loop)))
+loop.close()
+"""
+
+
+def test_a_first_read_while_socket_socket_is_patched_finds_the_class(loop_factory):
+    name = "ferroloop" if loop_factory is ferroloop.new_event_loop else "asyncio"
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_READ_UNDER_A_PATCHED_SOCKET_CLASS, name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stderr == ""
+    assert out.stdout == "[b'str', (3, b'eam'), b'datagram']\n"
 
 
 def test_a_socket_with_a_timeout_reads_through_recv_with_its_timeout(loop):

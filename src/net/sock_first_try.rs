@@ -136,9 +136,11 @@ fn plain_socket_fd(
     method: &Bound<'_, PyString>,
 ) -> PyResult<Option<RawFd>> {
     let py = sock.py();
-    let (socket_type, c_socket_type) = socket_types(py)?;
+    let Some(classes) = socket_classes(py)? else {
+        return Ok(None);
+    };
     let class = sock.get_type();
-    if !class.is(socket_type) || !class.getattr(method)?.is(&c_socket_type.getattr(method)?) {
+    if !class.is(&classes.plain) || !class.getattr(method)?.is(&classes.c.getattr(py, method)?) {
         return Ok(None);
     }
     let timeout = sock.call_method0(intern!(py, "gettimeout"))?;
@@ -151,39 +153,59 @@ fn plain_socket_fd(
 
 /// Whether `sock` is of a family whose addresses `sockaddr` builds: IPv4, IPv6 or Unix.
 fn has_address_family(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sock.py();
+    let Some(classes) = socket_classes(py)? else {
+        return Ok(false);
+    };
+    // The C socket's `family`, an int (`socket.socket.family` is a property that makes an enum).
+    let family: i32 = classes
+        .family
+        .bind(py)
+        .call_method1(intern!(py, "__get__"), (sock,))?
+        .extract()?;
     Ok(matches!(
-        socket_family(sock)?,
+        family,
         libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX
     ))
 }
 
-/// The C socket's `family`, an int: `socket.socket.family` is a Python property that makes an enum.
-fn socket_family(sock: &Bound<'_, PyAny>) -> PyResult<i32> {
-    let py = sock.py();
-    static FAMILY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let family = FAMILY.get_or_try_init(py, || -> PyResult<_> {
-        let (_, c_socket_type) = socket_types(py)?;
-        Ok(c_socket_type.getattr(intern!(py, "family"))?.unbind())
-    })?;
-    family
-        .bind(py)
-        .call_method1(intern!(py, "__get__"), (sock,))?
-        .extract()
+/// The classes a socket read here is checked against.
+struct SocketClasses {
+    /// `socket.socket`, found among the subclasses of `_socket.socket` rather than read from the
+    /// `socket` module, whose attribute tests patch: asyncssh's replace it with a function.
+    plain: Py<PyType>,
+    /// `_socket.socket`, whose methods the reads here stand for.
+    c: Py<PyType>,
+    /// Its `family` member.
+    family: Py<PyAny>,
 }
 
-/// `socket.socket` and the C type it subclasses, `_socket.socket`.
-fn socket_types(py: Python<'_>) -> PyResult<(&Bound<'_, PyType>, &Bound<'_, PyType>)> {
-    static TYPES: PyOnceLock<(Py<PyType>, Py<PyType>)> = PyOnceLock::new();
-    let (socket_type, c_socket_type) = TYPES.get_or_try_init(py, || -> PyResult<_> {
-        let socket_type = py
-            .import("socket")?
-            .getattr("socket")?
-            .cast_into::<PyType>()?;
-        let c_socket_type = py
+/// The classes, taken at the first read; None (no read made here) if `_socket.socket` is not a
+/// class or has no `socket.socket` subclass.
+fn socket_classes(py: Python<'_>) -> PyResult<Option<&SocketClasses>> {
+    static CLASSES: PyOnceLock<Option<SocketClasses>> = PyOnceLock::new();
+    let classes = CLASSES.get_or_try_init(py, || -> PyResult<_> {
+        py.import("socket")?; // where `socket.socket` is defined
+        let Ok(c) = py
             .import("_socket")?
             .getattr("socket")?
-            .cast_into::<PyType>()?;
-        Ok((socket_type.unbind(), c_socket_type.unbind()))
+            .cast_into::<PyType>()
+        else {
+            return Ok(None);
+        };
+        for class in c.call_method0(intern!(py, "__subclasses__"))?.try_iter()? {
+            let Ok(class) = class?.cast_into::<PyType>() else {
+                continue;
+            };
+            if class.module()?.to_cow()? == "socket" && class.qualname()?.to_cow()? == "socket" {
+                return Ok(Some(SocketClasses {
+                    plain: class.unbind(),
+                    family: c.getattr(intern!(py, "family"))?.unbind(),
+                    c: c.unbind(),
+                }));
+            }
+        }
+        Ok(None)
     })?;
-    Ok((socket_type.bind(py), c_socket_type.bind(py)))
+    Ok(classes.as_ref())
 }
