@@ -12,7 +12,8 @@ use crate::errors::os_error;
 /// are logged from this one on.
 pub const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
-/// asyncio's `max_size`: the most one read hands to the protocol.
+/// asyncio's `max_size`: the most one read hands to the protocol (stream and pipe reads stop a
+/// little short of it: `read_bytes::STREAM_READ`).
 pub const MAX_READ: usize = 256 * 1024;
 
 thread_local! {
