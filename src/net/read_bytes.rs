@@ -111,6 +111,8 @@ const STREAM_READ: usize = MAX_READ - 2048;
 /// does) gives the heap the same churn: 90,791 page faults against 8,936 (two cores, 1 GiB).
 /// As it is: 1.001x there (one core: 0.976x and 0.997x); the 100 KiB echo 1.16x on one core,
 /// its streams twin 1.07x.
+/// With reads of `STREAM_READ`, full reads into the spare too read 0.923x on one core (ahead in 1
+/// of 6 rounds) and 1.069x on two (6 of 6; `benchmarks/ab.py`, 2026-12-07): still not taken.
 pub fn read_bytes<'py>(
     py: Python<'py>,
     mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
