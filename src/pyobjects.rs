@@ -1,6 +1,7 @@
 //! Python objects the native code looks up once: stdlib helpers used on cold paths (reprs, error
 //! reports, debug mode) so that their output is exactly the stdlib's.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
@@ -86,20 +87,16 @@ cached_type!(
     "asyncio.protocols",
     "BufferedProtocol"
 );
-/// `ssl.SSLSocket`, which the `sock_*` calls refuse, or None where asyncio has no ssl module
-/// (`asyncio.base_events.ssl` is None).
-pub fn ssl_socket_type(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyType>>> {
-    static CELL: PyOnceLock<Option<Py<PyType>>> = PyOnceLock::new();
-    let cached = CELL.get_or_try_init(py, || -> PyResult<_> {
-        let ssl = py.import("asyncio.base_events")?.getattr("ssl")?;
-        if ssl.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(
-            ssl.getattr("SSLSocket")?.cast_into::<PyType>()?.unbind(),
-        ))
-    })?;
-    Ok(cached.as_ref().map(|t| t.bind(py)))
+cached_attr!(base_events_module, "asyncio", "base_events");
+/// `ssl.SSLSocket`, which the `sock_*` calls refuse, or None where asyncio has no ssl module: read
+/// at each call, as asyncio's `_check_ssl_socket` reads `base_events.ssl` and its `SSLSocket`
+/// (tests patch either).
+pub fn ssl_socket_class(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let ssl = base_events_module(py)?.getattr(intern!(py, "ssl"))?;
+    if ssl.is_none() {
+        return Ok(None);
+    }
+    ssl.getattr(intern!(py, "SSLSocket")).map(Some)
 }
 
 // What asyncio's TLS protocol (`asyncio.sslproto`, 3.11+) uses from the ssl module and asyncio.

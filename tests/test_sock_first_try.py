@@ -340,3 +340,31 @@ def test_the_checks_before_the_first_try_raise_what_asyncio_raises(loop):
                 loop.set_debug(False)
 
     assert loop.run_until_complete(main()) == b"ok"
+
+
+def test_the_ssl_check_reads_ssl_sslsocket_at_each_call(loop, monkeypatch):
+    """asyncio's `_check_ssl_socket` reads `base_events.ssl.SSLSocket` at each call, so a class
+    patched in after the first call is refused, and a socket module without ssl refuses none."""
+    ssl = pytest.importorskip("ssl")
+    from asyncio import base_events
+
+    class PretendSSLSocket(socket.socket):
+        pass
+
+    async def main():
+        a, b = nonblocking_pair()
+        with a, b:
+            b.send(b"1")
+            first = await loop.sock_recv(a, 1)
+        pretend = PretendSSLSocket()
+        pretend.setblocking(False)
+        with pretend:
+            monkeypatch.setattr(ssl, "SSLSocket", PretendSSLSocket)
+            with pytest.raises(TypeError, match="^Socket cannot be of type SSLSocket$"):
+                await loop.sock_recv(pretend, 1)
+            monkeypatch.setattr(base_events, "ssl", None)
+            with pytest.raises(OSError):  # not connected: the read itself fails
+                await loop.sock_recv(pretend, 1)
+        return first
+
+    assert loop.run_until_complete(main()) == b"1"

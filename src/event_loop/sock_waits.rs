@@ -268,8 +268,8 @@ impl LoopCore {
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = sock.py();
-        if let Some(ssl_socket) = pyobjects::ssl_socket_type(py)? {
-            if sock.is_instance(ssl_socket)? {
+        if let Some(ssl_socket) = pyobjects::ssl_socket_class(py)? {
+            if sock.is_instance(&ssl_socket)? {
                 return Err(PyTypeError::new_err("Socket cannot be of type SSLSocket"));
             }
         }
