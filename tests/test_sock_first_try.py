@@ -344,7 +344,8 @@ def test_the_checks_before_the_first_try_raise_what_asyncio_raises(loop):
 
 def test_the_ssl_check_reads_ssl_sslsocket_at_each_call(loop, monkeypatch):
     """asyncio's `_check_ssl_socket` reads `base_events.ssl.SSLSocket` at each call, so a class
-    patched in after the first call is refused, and a socket module without ssl refuses none."""
+    patched in after the first call is refused, and with `base_events.ssl` None (CPython built
+    without ssl) none is."""
     ssl = pytest.importorskip("ssl")
     from asyncio import base_events
 
