@@ -140,6 +140,10 @@ def summarize(runs: dict[str, list[dict]], metric: str) -> dict[str, dict]:
             summary[loop]["cpu_us_per_op"] = statistics.median(
                 1e6 * r["cpu_seconds"] / r["ops"] for r in ok
             )
+            if all("user_seconds" in r for r in ok):  # not in runs saved before 2026-12-07
+                summary[loop]["user_us_per_op"] = statistics.median(
+                    1e6 * r["user_seconds"] / r["ops"] for r in ok
+                )
     return summary
 
 
@@ -173,6 +177,16 @@ def fmt_value(x: float, metric: str) -> str:
     if metric == "memory":
         return f"{x:,.1f} MiB"
     return f"{x:,.0f}/s"
+
+
+def cpu_cell(summary: dict) -> str:
+    """A loop's CPU time per operation, with its user-space part where the runs have it."""
+    if "cpu_us_per_op" not in summary:
+        return "–"
+    total = f"{summary['cpu_us_per_op']:,.2f}"
+    if "user_us_per_op" not in summary:
+        return total
+    return f"{total} ({summary['user_us_per_op']:,.2f} user)"
 
 
 def markdown(results: dict, header: dict) -> str:
@@ -228,20 +242,16 @@ def markdown(results: dict, header: dict) -> str:
         lines += [
             "",
             "CPU time of the measured process (the one running the loop: the server, or the",
-            "database client) per operation, user and system, in microseconds, median over the",
-            "runs; lower is better. With the other process on another core this includes what the",
-            "measured process's wake-ups cost it.",
+            "database client) per operation, user and system, in microseconds, and in brackets",
+            "the part of it in user space (the loop's own code and the program's), medians over",
+            "the runs; lower is better. With the other process on another core this includes what",
+            "the measured process's wake-ups cost it.",
             "",
             "| workload | " + " | ".join(header["loops"]) + " |",
             "|---" * (len(header["loops"]) + 1) + "|",
         ]
         for name, entry in placed:
-            cells = [
-                f"{entry['summary'][lp]['cpu_us_per_op']:,.2f}"
-                if "cpu_us_per_op" in entry["summary"].get(lp, {})
-                else "–"
-                for lp in header["loops"]
-            ]
+            cells = [cpu_cell(entry["summary"].get(lp, {})) for lp in header["loops"]]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     round_by_round = [
         (name, base, pair)

@@ -165,9 +165,12 @@ def test_instruction_counts_report_a_loop_that_could_not_run_a_row_as_na():
     assert "The core rows" not in md
 
 
-def saved_run(ops: float, cpu_seconds: float = 0.5) -> dict:
-    """One run of one loop as run.py saves it."""
-    return {"ops": ops, "seconds": 1.0, "cpu_seconds": cpu_seconds, "peak_rss_mib": 20.0}
+def saved_run(ops: float, cpu_seconds: float = 0.5, user_seconds: float | None = None) -> dict:
+    """One run of one loop as run.py saves it (runs saved before 2026-12-07 lack `user_seconds`)."""
+    run = {"ops": ops, "seconds": 1.0, "cpu_seconds": cpu_seconds, "peak_rss_mib": 20.0}
+    if user_seconds is not None:
+        run["user_seconds"] = user_seconds
+    return run
 
 
 def render(tmp_path: Path, loops: list[str], reps: int, rows: dict[str, dict]) -> str:
@@ -198,7 +201,8 @@ def render(tmp_path: Path, loops: list[str], reps: int, rows: dict[str, dict]) -
 
 def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
     # Two loops, one placed row and one core row, as run.py saves them: the report gives the
-    # throughput table for both and the CPU-per-operation table for the placed row only.
+    # throughput table for both and the CPU-per-operation table for the placed row only, with
+    # its user-space part where the runs have one.
     out = render(
         tmp_path,
         ["asyncio", "ferroloop"],
@@ -206,7 +210,7 @@ def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
         {
             "UDP ping-pong 64 B [one core]": {
                 "asyncio": [saved_run(1000, 0.02), saved_run(1000, 0.04)],
-                "ferroloop": [saved_run(4000, 0.01), saved_run(4000, 0.01)],
+                "ferroloop": [saved_run(4000, 0.01, 0.002), saved_run(4000, 0.01, 0.004)],
             },
             "call_soon chain": {
                 "asyncio": [saved_run(10, 1.0)] * 2,
@@ -217,7 +221,7 @@ def test_a_saved_run_is_reported_again_with_server_cpu_per_operation(tmp_path):
     assert "| UDP ping-pong 64 B [one core] | 1,000/s (1,000/s–1,000/s) | 4,000/s" in out
     assert "| call_soon chain | 10/s (10/s–10/s) | 40/s (40/s–40/s) | 4.00x |" in out
     cpu_table = out.split("CPU time of the measured process")[1].split("Geometric mean")[0]
-    assert "| UDP ping-pong 64 B [one core] | 30.00 | 2.50 |" in cpu_table
+    assert "| UDP ping-pong 64 B [one core] | 30.00 | 2.50 (0.75 user) |" in cpu_table
     assert "call_soon chain" not in cpu_table
 
 
