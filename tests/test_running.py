@@ -157,6 +157,39 @@ def test_a_started_async_generator_is_kept_weakly_until_collected(loop):
     loop.run_until_complete(main())
 
 
+def test_a_generator_started_after_shutdown_asyncgens_is_warned_about_and_kept(loop):
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert loop._asyncgens_shutdown_called is True
+
+    async def main():
+        gen = _counter()
+        with pytest.warns(ResourceWarning, match="was scheduled after loop.shutdown_asyncgens"):
+            await gen.__anext__()
+        assert list(loop._asyncgens) == [gen]
+        await gen.aclose()
+
+    loop.run_until_complete(main())
+
+
+def test_a_replaced_asyncgens_is_where_started_generators_are_kept(loop):
+    # asyncio's hook adds to whatever `_asyncgens` names when the generator starts.
+    async def main():
+        first = _counter()
+        await first.__anext__()
+        loop._asyncgens = weakref.WeakSet()
+        second = _counter()
+        await second.__anext__()
+        assert list(loop._asyncgens) == [second]
+        loop._asyncgens = kept = set()
+        third = _counter()
+        await third.__anext__()
+        assert kept == {third}
+        for gen in (first, second, third):
+            await gen.aclose()
+
+    loop.run_until_complete(main())
+
+
 @pytest.mark.skipif(
     not hasattr(weakref.WeakSet(), "_pending_removals"),
     reason="this Python's WeakSet iterates over a copy: no removal waits for an iteration (3.14+)",

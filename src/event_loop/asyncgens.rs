@@ -10,10 +10,12 @@
 //! has none). asyncio's own hook runs instead after `shutdown_asyncgens` (for its warning), while
 //! removals wait, and if `_asyncgens` is something else than a WeakSet.
 //!
-//! The WeakSet's `data`, `_remove` and `_pending_removals` are read once per WeakSet, not once per
-//! generator: a WeakSet sets them in `__init__` and its methods only change what they hold. They
-//! are kept with the WeakSet itself, whose identity tells whether `_asyncgens` still names it.
+//! `_asyncgens` and `_asyncgens_shutdown_called` are the loop's own attributes (getters and setters
+//! here), so the hook reads them without an attribute lookup, and the WeakSet's `data`, `_remove`
+//! and `_pending_removals` are read once, when `_asyncgens` is set: a WeakSet sets them in
+//! `__init__` and its methods only change what they hold.
 
+use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PySet, PyWeakrefReference};
 use pyo3::{intern, PyTraverseError, PyVisit};
@@ -21,10 +23,31 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use super::LoopCore;
 use crate::pyobjects;
 
+/// The loop's `_asyncgens` and `_asyncgens_shutdown_called`, as asyncio's `__init__` and
+/// `shutdown_asyncgens` set them.
+#[derive(Default)]
+pub(super) struct AsyncGenState {
+    /// `_asyncgens` (None until set), and its parts if it is a plain WeakSet.
+    set: Option<Py<PyAny>>,
+    parts: Option<WeakSetParts>,
+    /// `_asyncgens_shutdown_called` as set, and its truth.
+    shutdown_called: Option<Py<PyAny>>,
+    shut_down: bool,
+}
+
+impl AsyncGenState {
+    pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.set)?;
+        visit.call(&self.shutdown_called)?;
+        if let Some(parts) = &self.parts {
+            parts.traverse(visit)?;
+        }
+        Ok(())
+    }
+}
+
 /// What the hook uses of one `weakref.WeakSet`.
-pub(super) struct WeakSetParts {
-    /// The WeakSet: held, so that no other object can take its address while it is compared.
-    set: Py<PyAny>,
+struct WeakSetParts {
     data: Py<PySet>,
     remove: Py<PyAny>,
     /// None from Python 3.14, whose WeakSet has no pending removals.
@@ -46,7 +69,6 @@ impl WeakSetParts {
             },
         };
         Ok(Some(WeakSetParts {
-            set: set.clone().unbind(),
             data: set
                 .getattr(intern!(py, "data"))?
                 .cast_into::<PySet>()?
@@ -58,7 +80,6 @@ impl WeakSetParts {
 
     fn clone_ref(&self, py: Python<'_>) -> WeakSetParts {
         WeakSetParts {
-            set: self.set.clone_ref(py),
             data: self.data.clone_ref(py),
             remove: self.remove.clone_ref(py),
             pending_removals: self
@@ -81,8 +102,7 @@ impl WeakSetParts {
         Ok(true)
     }
 
-    pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.set)?;
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.data)?;
         visit.call(&self.remove)?;
         visit.call(&self.pending_removals)
@@ -96,44 +116,88 @@ impl LoopCore {
         agen: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let gens = slf.getattr(intern!(py, "_asyncgens"))?;
-        let shutdown = slf.getattr(intern!(py, "_asyncgens_shutdown_called"))?;
-        if !shutdown.is_truthy()? {
-            if let Some(parts) = slf.get().asyncgens_parts(&gens)? {
-                if parts.add(agen)? {
-                    return Ok(());
-                }
+        // Cloned out of the state: making the weak reference can run a garbage collection, and
+        // with it any Python code.
+        let parts = {
+            let st = slf.get().state.borrow(py);
+            let gens = &st.asyncgens;
+            (!gens.shut_down)
+                .then(|| gens.parts.as_ref().map(|parts| parts.clone_ref(py)))
+                .flatten()
+        };
+        if let Some(parts) = parts {
+            if parts.add(agen)? {
+                return Ok(());
             }
         }
         pyobjects::base_asyncgen_firstiter_hook(py)?.call1((slf, agen))?;
         Ok(())
     }
-}
 
-impl LoopCore {
-    /// The parts of `gens`, the loop's `_asyncgens`: those kept if it is the WeakSet they were
-    /// read from, else read and kept; None if it is not a plain WeakSet.
-    fn asyncgens_parts(&self, gens: &Bound<'_, PyAny>) -> PyResult<Option<WeakSetParts>> {
-        let py = gens.py();
-        let kept = self
+    #[getter(_asyncgens)]
+    fn get_asyncgens(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let set = slf
+            .get()
             .state
             .borrow(py)
             .asyncgens
+            .set
             .as_ref()
-            .map(|parts| parts.clone_ref(py));
-        if let Some(parts) = kept.filter(|parts| parts.set.is(gens)) {
-            return Ok(Some(parts));
-        }
-        let parts = WeakSetParts::of(gens)?;
+            .map(|set| set.clone_ref(py));
+        set.ok_or_else(|| missing_attribute(slf, "_asyncgens"))
+    }
+
+    #[setter(_asyncgens)]
+    fn set_asyncgens(&self, value: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = value.py();
+        let parts = WeakSetParts::of(&value)?;
         let replaced = {
             let mut st = self.state.borrow_mut(py);
-            std::mem::replace(
-                &mut st.asyncgens,
-                parts.as_ref().map(|parts| parts.clone_ref(py)),
+            let gens = &mut st.asyncgens;
+            (
+                gens.set.replace(value.unbind()),
+                std::mem::replace(&mut gens.parts, parts),
             )
         };
         // Let go of after the borrow: freeing a WeakSet may run Python code.
         drop(replaced);
-        Ok(parts)
+        Ok(())
     }
+
+    #[getter(_asyncgens_shutdown_called)]
+    fn get_asyncgens_shutdown_called(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let st = slf.get().state.borrow(py);
+        let value = st
+            .asyncgens
+            .shutdown_called
+            .as_ref()
+            .map(|v| v.clone_ref(py));
+        drop(st);
+        value.ok_or_else(|| missing_attribute(slf, "_asyncgens_shutdown_called"))
+    }
+
+    #[setter(_asyncgens_shutdown_called)]
+    fn set_asyncgens_shutdown_called(&self, value: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = value.py();
+        let shut_down = value.is_truthy()?;
+        let replaced = {
+            let mut st = self.state.borrow_mut(py);
+            let gens = &mut st.asyncgens;
+            gens.shut_down = shut_down;
+            gens.shutdown_called.replace(value.unbind())
+        };
+        drop(replaced);
+        Ok(())
+    }
+}
+
+/// The error of reading an attribute not set yet, as Python words it.
+fn missing_attribute(obj: &Bound<'_, LoopCore>, name: &str) -> PyErr {
+    let class = obj
+        .get_type()
+        .name()
+        .map_or_else(|_| "EventLoop".to_owned(), |n| n.to_string());
+    PyAttributeError::new_err(format!("'{class}' object has no attribute '{name}'"))
 }

@@ -83,8 +83,8 @@ struct LoopState {
     /// batch, handed over one per turn): their reader runs in the next turn whether or not the
     /// poll reports them, as it would if the data were still queued in the kernel.
     held_readable: Vec<RawFd>,
-    /// The parts of `_asyncgens` that the async generator hook uses (see `asyncgens`).
-    asyncgens: Option<asyncgens::WeakSetParts>,
+    /// `_asyncgens` and `_asyncgens_shutdown_called`, which the async generator hook reads.
+    asyncgens: asyncgens::AsyncGenState,
     /// Scratch buffer the poller fills each turn, kept to avoid an allocation per turn.
     events: Vec<Readiness>,
     closed: bool,
@@ -214,7 +214,7 @@ impl LoopCore {
                 fd_callbacks: FxHashMap::default(),
                 parked_files: FxHashMap::default(),
                 held_readable: Vec::new(),
-                asyncgens: None,
+                asyncgens: asyncgens::AsyncGenState::default(),
                 events: Vec::with_capacity(64),
                 closed: false,
                 stopping: false,
@@ -331,9 +331,7 @@ impl LoopCore {
             visit.call(&callbacks.fileobj)?;
         }
         visit.call(&st.task_factory)?;
-        if let Some(parts) = &st.asyncgens {
-            parts.traverse(&visit)?;
-        }
+        st.asyncgens.traverse(&visit)?;
         gc::walk_queue(&st, &mut |obj: &Py<PyAny>| visit.call(obj))
     }
 
@@ -344,7 +342,7 @@ impl LoopCore {
                 st.take_queued(),
                 std::mem::take(&mut st.fd_callbacks),
                 st.task_factory.take(),
-                st.asyncgens.take(),
+                std::mem::take(&mut st.asyncgens),
             )
         };
         release_queued(py, queued);
