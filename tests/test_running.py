@@ -460,7 +460,10 @@ CTRL_C_PROGRAM = textwrap.dedent(
 
     async def main():
         try:
-            print("ready", flush=True)
+            # Said from the next turn, once this task waits: before 3.11 asyncio.run takes a
+            # Ctrl-C as a KeyboardInterrupt wherever it lands, and one inside this step would
+            # end the task instead of leaving it to be cancelled.
+            asyncio.get_running_loop().call_soon(lambda: print("ready", flush=True))
             await asyncio.sleep(30)
         except asyncio.CancelledError:
             print("main task cancelled", flush=True)
