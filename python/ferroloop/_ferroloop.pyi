@@ -52,6 +52,8 @@ class LoopCore:
     _debug: bool
     _stopping: bool
     _thread_id: int | None
+    _asyncgens: Any  # asyncio sets a weakref.WeakSet of the started async generators
+    _asyncgens_shutdown_called: bool
     @property
     def _closed(self) -> bool: ...
     @property
