@@ -30,15 +30,13 @@ pub(super) struct AsyncGenState {
     /// `_asyncgens` (None until set), and its parts if it is a plain WeakSet.
     set: Option<Py<PyAny>>,
     parts: Option<WeakSetParts>,
-    /// `_asyncgens_shutdown_called` as set, and its truth.
-    shutdown_called: Option<Py<PyAny>>,
-    shut_down: bool,
+    /// The truth of `_asyncgens_shutdown_called`, which asyncio sets to False, then True.
+    shutdown_called: bool,
 }
 
 impl AsyncGenState {
     pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.set)?;
-        visit.call(&self.shutdown_called)?;
         if let Some(parts) = &self.parts {
             parts.traverse(visit)?;
         }
@@ -121,7 +119,7 @@ impl LoopCore {
         let parts = {
             let st = slf.get().state.borrow(py);
             let gens = &st.asyncgens;
-            (!gens.shut_down)
+            (!gens.shutdown_called)
                 .then(|| gens.parts.as_ref().map(|parts| parts.clone_ref(py)))
                 .flatten()
         };
@@ -165,30 +163,16 @@ impl LoopCore {
         Ok(())
     }
 
+    /// Kept as its truth, as `_debug` is.
     #[getter(_asyncgens_shutdown_called)]
-    fn get_asyncgens_shutdown_called(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let st = slf.get().state.borrow(py);
-        let value = st
-            .asyncgens
-            .shutdown_called
-            .as_ref()
-            .map(|v| v.clone_ref(py));
-        drop(st);
-        value.ok_or_else(|| missing_attribute(slf, "_asyncgens_shutdown_called"))
+    fn get_asyncgens_shutdown_called(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).asyncgens.shutdown_called
     }
 
     #[setter(_asyncgens_shutdown_called)]
-    fn set_asyncgens_shutdown_called(&self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        let py = value.py();
-        let shut_down = value.is_truthy()?;
-        let replaced = {
-            let mut st = self.state.borrow_mut(py);
-            let gens = &mut st.asyncgens;
-            gens.shut_down = shut_down;
-            gens.shutdown_called.replace(value.unbind())
-        };
-        drop(replaced);
+    fn set_asyncgens_shutdown_called(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let called = value.is_truthy()?;
+        self.state.borrow_mut(value.py()).asyncgens.shutdown_called = called;
         Ok(())
     }
 }
