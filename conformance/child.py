@@ -15,6 +15,7 @@ import asyncio
 import faulthandler
 import importlib
 import json
+import signal
 import sys
 import traceback
 import unittest
@@ -204,6 +205,11 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="only write the test ids")
     args = parser.parse_args()
 
+    # What Python sets up when started from a terminal: a child of a background job (`cmd &` in
+    # a non-interactive shell) starts with SIGINT ignored, and CPython's tests that interrupt a
+    # run with SIGINT then hang, on any loop.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _make_ferroloop_default()
     tests = collect(args.module)
     with open(args.out, "a") as out:

@@ -455,8 +455,14 @@ def test_python_dash_m_runs_a_program_as_python_does(tmp_path, case):
 # ignores the first one).
 CTRL_C_PROGRAM = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, signal, sys
     import ferroloop
+
+    # What Python sets up when started from a terminal: a background job (`cmd &` in a
+    # non-interactive shell) starts with SIGINT ignored, which Python leaves as it is, and then
+    # Ctrl-C does nothing on either loop.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     async def main():
         try:
