@@ -40,6 +40,10 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(net::socket_transport_methods, m)?)?;
     m.add_function(wrap_pyfunction!(net::datagram_sendto_method, m)?)?;
     m.add_function(wrap_pyfunction!(net::is_closing_method, m)?)?;
+    m.add_function(wrap_pyfunction!(net::accept_connection, m)?)?;
+    m.add_function(wrap_pyfunction!(net::set_nodelay, m)?)?;
+    m.add_function(wrap_pyfunction!(net::register_transport, m)?)?;
+    m.add_function(wrap_pyfunction!(net::sockname_or_none, m)?)?;
     m.add_class::<tls::TlsProtocol>()?;
     m.add_function(wrap_pyfunction!(tls::tls_write_method, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -37,7 +37,9 @@ def _client_args(mode: str, port: int, size: int, amount: int) -> list[str]:
 
 def _result(mode: str, out: bytes) -> int:
     report = json.loads(out)
-    return report["bytes"] >> 20 if mode == "bulk" else report["round_trips"]
+    if mode == "bulk":
+        return report["bytes"] >> 20
+    return report["connections"] if mode == "connect" else report["round_trips"]
 
 
 async def run_loadgen(mode: str, port: int, size: int, amount: int) -> int:
@@ -289,6 +291,18 @@ WORKLOADS = {
         _protocol(_EchoBufferedProtocol, 100 * 1024), 100 * 1024
     ),
     "TCP echo 1 KiB, sock_* calls": _echo(_sock_calls(1024), 1024),
+    # Short connections: each of loadgen's four threads connects, makes one 64-byte echo round
+    # trip and closes, again and again; the server's part is accepting, setting up a transport,
+    # one read and write, and taking it down.
+    "TCP connect+echo+close 64 B, Protocol": Workload(
+        _protocol(_EchoProtocol, 64, mode="connect"),
+        1500,
+        400,
+        "connection",
+        smoke_size=200,
+        ceiling=_mio_ceiling("connect", 64),
+        placed=True,
+    ),
     "TCP bulk 64 MiB, streams": Workload(
         _streams(0, mode="bulk"),
         64,

@@ -12,6 +12,7 @@ native poller: `_add_reader` & co. are native, and `_selector` is a read-only vi
 
 from __future__ import annotations
 
+import _socket
 import logging
 import os
 import selectors
@@ -30,7 +31,7 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None
 
 from . import _task_calls  # noqa: F401  (teaches the native loop the C Task's calls)
-from ._ferroloop import LoopCore
+from ._ferroloop import LoopCore, accept_connection
 from ._tls import NATIVE as _NATIVE_TLS
 from ._tls import SSLProtocol
 from ._transports import (
@@ -111,6 +112,39 @@ def _is_numeric_port(port) -> bool:
     if isinstance(port, (str, bytes)):
         return port.isdigit()
     return False
+
+
+# `socket.socket` as the socket module defined it (tests and libraries patch the module's name).
+_PLAIN_SOCKET = next(
+    (
+        c
+        for c in _socket.socket.__subclasses__()
+        if (c.__module__, c.__qualname__) == ("socket", "socket")
+    ),
+    None,
+)
+
+
+class _ListeningSocket:
+    """A server's listening socket as asyncio's `_accept_connection` gets it: the socket in
+    everything (its attributes, its repr, what TransportSocket shows of it in an error report)
+    but `accept()`, which does what `socket.socket.accept` does without making enums of the
+    socket's family and type (two thousands-of-instructions property reads per connection;
+    `accept_connection` in src/net/connection_setup.rs)."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def accept(self):
+        return accept_connection(self._sock)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def __repr__(self):
+        return repr(self._sock)
 
 
 class _SelectorView:
@@ -264,6 +298,14 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         if self._ssock is None and not self.is_closed():
             self._make_self_pipe()
         super().add_signal_handler(sig, callback, *args)
+
+    def _start_serving(self, protocol_factory, sock, *args, **kwargs):
+        # asyncio's _accept_connection, which the listening socket's reader runs, accepts with
+        # `sock.accept()`; a plain socket's goes native (_ListeningSocket). Its retry after
+        # running out of fds calls this again with what it was given, already wrapped.
+        if type(sock) is _PLAIN_SOCKET:
+            sock = _ListeningSocket(sock)
+        return super()._start_serving(protocol_factory, sock, *args, **kwargs)
 
     # Stream and datagram sockets get transports whose per-packet work is native; TLS is
     # asyncio's SSLProtocol, also native from Python 3.11 on (see _tls.py), on top of the stream

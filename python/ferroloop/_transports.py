@@ -35,7 +35,10 @@ from ._ferroloop import (
     is_closing_method,
     pipe_read_ready_method,
     pipe_write_methods,
+    register_transport,
+    set_nodelay,
     socket_transport_methods,
+    sockname_or_none,
 )
 
 logger = logging.getLogger("asyncio")
@@ -60,10 +63,7 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
         transports.BaseTransport.__init__(self, extra)
         self._loop = loop
         self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
+        self._extra["sockname"] = sockname_or_none(sock)
         if "peername" not in self._extra:
             try:
                 self._extra["peername"] = sock.getpeername()
@@ -75,7 +75,7 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
 
     def _start(self, loop, sock, protocol, waiter):
         self._sock = sock
-        loop._transports[self._sock_fd] = self
+        register_transport(loop._transports, self._sock_fd, self)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made() has run.
         loop.call_soon(self._core.start_reading)
@@ -213,7 +213,7 @@ class SocketTransport(_NativeTransport):
             else:
                 server._attach()
         # Disable Nagle's algorithm: small writes leave without waiting for the peer's ACK.
-        base_events._set_nodelay(sock)
+        set_nodelay(sock)
         self._start(loop, sock, protocol, waiter)
 
     # write and writelines are native method descriptors (below): they run per message.

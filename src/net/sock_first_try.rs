@@ -15,12 +15,12 @@ use std::os::fd::RawFd;
 
 use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use super::byte_view::BufferView;
 use super::calls::{socket_call, sort_python_error, with_read_buffer, MAX_READ};
+use super::plain_socket::socket_classes;
 use super::{sockaddr, sys};
 
 /// `sock.<method>(*args)`, or None if the socket was not ready.
@@ -139,8 +139,7 @@ fn plain_socket_fd(
     let Some(classes) = socket_classes(py)? else {
         return Ok(None);
     };
-    let class = sock.get_type();
-    if !class.is(&classes.plain) || !class.getattr(method)?.is(&classes.c.getattr(py, method)?) {
+    if !classes.has_c_method(sock, method)? {
         return Ok(None);
     }
     let timeout = sock.call_method0(intern!(py, "gettimeout"))?;
@@ -153,59 +152,11 @@ fn plain_socket_fd(
 
 /// Whether `sock` is of a family whose addresses `sockaddr` builds: IPv4, IPv6 or Unix.
 fn has_address_family(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let py = sock.py();
-    let Some(classes) = socket_classes(py)? else {
+    let Some(classes) = socket_classes(sock.py())? else {
         return Ok(false);
     };
-    // The C socket's `family`, an int (`socket.socket.family` is a property that makes an enum).
-    let family: i32 = classes
-        .family
-        .bind(py)
-        .call_method1(intern!(py, "__get__"), (sock,))?
-        .extract()?;
     Ok(matches!(
-        family,
+        classes.family(sock)?,
         libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX
     ))
-}
-
-/// The classes a socket read here is checked against.
-struct SocketClasses {
-    /// `socket.socket`, found among the subclasses of `_socket.socket` rather than read from the
-    /// `socket` module, whose attribute tests patch: asyncssh's replace it with a function.
-    plain: Py<PyType>,
-    /// `_socket.socket`, whose methods the reads here stand for.
-    c: Py<PyType>,
-    /// Its `family` member.
-    family: Py<PyAny>,
-}
-
-/// The classes, taken at the first read; None (no read made here) if `_socket.socket` is not a
-/// class or has no `socket.socket` subclass.
-fn socket_classes(py: Python<'_>) -> PyResult<Option<&SocketClasses>> {
-    static CLASSES: PyOnceLock<Option<SocketClasses>> = PyOnceLock::new();
-    let classes = CLASSES.get_or_try_init(py, || -> PyResult<_> {
-        py.import("socket")?; // where `socket.socket` is defined
-        let Ok(c) = py
-            .import("_socket")?
-            .getattr("socket")?
-            .cast_into::<PyType>()
-        else {
-            return Ok(None);
-        };
-        for class in c.call_method0(intern!(py, "__subclasses__"))?.try_iter()? {
-            let Ok(class) = class?.cast_into::<PyType>() else {
-                continue;
-            };
-            if class.module()?.to_cow()? == "socket" && class.qualname()?.to_cow()? == "socket" {
-                return Ok(Some(SocketClasses {
-                    plain: class.unbind(),
-                    family: c.getattr(intern!(py, "family"))?.unbind(),
-                    c: c.unbind(),
-                }));
-            }
-        }
-        Ok(None)
-    })?;
-    Ok(classes.as_ref())
 }

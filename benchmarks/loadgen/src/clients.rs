@@ -86,6 +86,32 @@ pub fn echo(args: &[String]) -> io::Result<()> {
     Ok(())
 }
 
+/// Connection churn: each thread opens a connection, makes one echo round trip on it and closes
+/// it, again and again; the count is of connections.
+pub fn connect_each(args: &[String]) -> io::Result<()> {
+    let addr = args[1].clone();
+    let threads: usize = parse(&args[2], "CONNS")?;
+    let size: usize = parse(&args[3], "SIZE")?;
+    let seconds: f64 = parse(&args[4], "SECONDS")?;
+    let (connections, elapsed) = run_for(threads, seconds, move |i, stop, count| {
+        let message: Vec<u8> = (0..size).map(|j| (i + j) as u8).collect();
+        let mut echo = vec![0u8; size];
+        while !stop.load(Ordering::Relaxed) {
+            let mut stream = TcpStream::connect(&addr)?;
+            stream.set_nodelay(true)?;
+            stream.write_all(&message)?;
+            stream.read_exact(&mut echo)?;
+            if echo != message {
+                return Err(io::Error::other("echo differs from what was sent"));
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })?;
+    println!("{{\"connections\": {connections}, \"seconds\": {elapsed:.6}, \"conns\": {threads}, \"size\": {size}}}");
+    Ok(())
+}
+
 pub fn udp(args: &[String]) -> io::Result<()> {
     let addr = args[1].clone();
     let sockets: usize = parse(&args[2], "CONNS")?;

@@ -5,6 +5,9 @@
 //!                                                        echo round trips, one thread per connection
 //!                                                        (ws: SIZE-byte binary WebSocket messages)
 //!   ferroloop-loadgen udp HOST:PORT CONNS SIZE SECONDS   datagram ping-pong, one thread per socket
+//!   ferroloop-loadgen connect HOST:PORT CONNS SIZE SECONDS
+//!                                                        a new connection per echo round trip, closed
+//!                                                        by the client; CONNS threads
 //!   ferroloop-loadgen bulk HOST:PORT MIB                 MIB MiB sent and read back on one connection
 //!   ferroloop-loadgen serve HOST:PORT                    mio echo server; prints its port, runs until killed
 
@@ -21,6 +24,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("tcp" | "unix" | "tls" | "ws") if args.len() == 5 => clients::echo(&args),
         Some("udp") if args.len() == 5 => clients::udp(&args),
+        Some("connect") if args.len() == 5 => clients::connect_each(&args),
         Some("bulk") if args.len() == 3 => clients::bulk(&args),
         Some("serve") if args.len() == 2 => server::serve(&args[1]),
         _ => {

@@ -1,0 +1,270 @@
+"""A connection's set-up as asyncio does it: what the accepted socket, the transport's extra info,
+TCP_NODELAY and `loop._transports` come out as, on both loops; and the native helpers ferroloop's
+set-up calls (src/net/connection_setup.rs) against the Python they stand for."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import weakref
+
+import pytest
+from ferroloop import _ferroloop
+from ferroloop._loop import _ListeningSocket
+
+
+class _Keep(asyncio.Protocol):
+    def __init__(self, made):
+        self.made = made
+
+    def connection_made(self, transport):
+        self.made.put_nowait(transport)
+
+
+async def _serve_one(loop, *, sock=None, family=socket.AF_INET, path=None):
+    """A server (on `sock`, a Unix `path`, or 127.0.0.1), one client connected to it, and the
+    server side's transport."""
+    made = asyncio.Queue()
+    if path is not None:
+        server = await loop.create_unix_server(lambda: _Keep(made), path)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+    elif sock is not None:
+        server = await loop.create_server(lambda: _Keep(made), sock=sock)
+        client = socket.create_connection(sock.getsockname()[:2])
+    else:
+        server = await loop.create_server(lambda: _Keep(made), "127.0.0.1", 0, family=family)
+        client = socket.create_connection(server.sockets[0].getsockname()[:2])
+    transport = await asyncio.wait_for(made.get(), 10)
+    return server, client, transport
+
+
+def _nodelay(sock) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_an_accepted_tcp_connection_as_asyncio_sets_it_up(loop):
+    async def main():
+        server, client, transport = await _serve_one(loop)
+        sock = transport.get_extra_info("socket")
+        raw = server.sockets[0]
+        assert transport.get_extra_info("sockname") == raw.getsockname()
+        assert transport.get_extra_info("peername") == client.getsockname()
+        assert (sock.family, sock.type, sock.proto) == (raw.family, raw.type, raw.proto)
+        assert isinstance(sock.family, socket.AddressFamily)
+        assert sock.gettimeout() == 0
+        assert _nodelay(sock) != 0
+        assert loop._transports[sock.fileno()] is transport
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_listening_socket_of_protocol_0_gives_connections_without_nodelay(loop):
+    # asyncio's _set_nodelay asks for proto == IPPROTO_TCP, and a socket made without one (and
+    # those it accepts) has proto 0: so asyncio leaves Nagle's algorithm on there.
+    async def main():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        server, client, transport = await _serve_one(loop, sock=listener)
+        sock = transport.get_extra_info("socket")
+        assert sock.proto == 0
+        assert _nodelay(sock) == 0
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_unix_connection_gets_its_addresses_and_no_nodelay(loop, tmp_path):
+    async def main():
+        path = str(tmp_path / "s")
+        server, client, transport = await _serve_one(loop, path=path)
+        assert transport.get_extra_info("sockname") == path
+        assert transport.get_extra_info("peername") == ""
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_socket_subclass_accepts_through_its_own_accept(loop):
+    calls = []
+
+    class Listener(socket.socket):
+        def accept(self):
+            conn, address = super().accept()
+            calls.append(address)
+            return conn, address
+
+    async def main():
+        listener = Listener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.bind(("127.0.0.1", 0))
+        server, client, transport = await _serve_one(loop, sock=listener)
+        assert calls == [client.getsockname()]
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_patched_socket_accept_is_what_accepts(loop, monkeypatch):
+    calls = []
+    accept = socket.socket.accept
+
+    def patched(self):
+        calls.append(self.fileno())
+        return accept(self)
+
+    monkeypatch.setattr(socket.socket, "accept", patched)
+
+    async def main():
+        server, client, transport = await _serve_one(loop)
+        assert calls[0] == server.sockets[0].fileno()
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_transport_leaves_the_loops_transports_when_it_is_gone(loop):
+    async def main():
+        server, client, transport = await _serve_one(loop)
+        fd = transport.get_extra_info("socket").fileno()
+        entry = loop._transports.data[fd]
+        assert type(entry) is weakref.KeyedRef and entry.key == fd
+        transport.close()
+        await asyncio.sleep(0.05)
+        del transport
+        gc.collect()
+        assert fd not in loop._transports
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+# The native helpers, each against what it stands for.
+
+
+@pytest.mark.parametrize(
+    "setitem", [_ferroloop.register_transport, lambda d, k, v: d.__setitem__(k, v)]
+)
+def test_register_transport_does_what_weak_value_dictionary_setitem_does(setitem):
+    class T:
+        pass
+
+    d = weakref.WeakValueDictionary()
+    a, b, c = T(), T(), T()
+    d[1], d[2] = a, b
+    keys = iter(d.keys())
+    next(keys)  # while it is iterated, a removal waits (Python 3.9-3.13)
+    del b
+    gc.collect()
+    setitem(d, 3, c)
+    keys.close()
+    assert sorted(d.keys()) == [1, 3]
+    assert d[3] is c and type(d.data[3]) is weakref.KeyedRef and d.data[3].key == 3
+    del c
+    gc.collect()
+    assert sorted(d.keys()) == [1]
+
+    class Plain(dict):
+        pass
+
+    other = Plain()
+    _ferroloop.register_transport(other, 5, a)
+    assert other == {5: a}
+
+
+@pytest.mark.parametrize(
+    ("family", "address"),
+    [(socket.AF_INET, ("127.0.0.1", 0)), (socket.AF_INET6, ("::1", 0))],
+)
+def test_sockname_or_none_is_getsockname(family, address):
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.bind(address)
+    except OSError:
+        pytest.skip(f"no {family.name} on this machine")
+    with sock:
+        assert _ferroloop.sockname_or_none(sock) == sock.getsockname()
+    assert _ferroloop.sockname_or_none(sock) is None  # closed: getsockname raises OSError
+    with socket.socket() as unbound:
+        assert _ferroloop.sockname_or_none(unbound) == unbound.getsockname() == ("0.0.0.0", 0)
+    a, b = socket.socketpair()
+    with a, b:
+        assert _ferroloop.sockname_or_none(a) == a.getsockname() == ""
+
+
+@pytest.mark.parametrize("default_timeout", [None, 2.5])
+@pytest.mark.parametrize("listener_timeout", [0.0, None, 4.0])
+def test_accept_connection_is_socket_accept(default_timeout, listener_timeout):
+    # socket.socket.accept makes the new socket blocking when the listening socket has a timeout
+    # and there is no default; the native accept must give the same socket.
+    results = []
+    old_default = socket.getdefaulttimeout()
+    try:
+        for accept in (socket.socket.accept, _ferroloop.accept_connection):
+            socket.setdefaulttimeout(None)
+            listener = socket.create_server(("127.0.0.1", 0))
+            listener.settimeout(listener_timeout)
+            client = socket.create_connection(listener.getsockname())
+            socket.setdefaulttimeout(default_timeout)
+            conn, address = accept(listener)
+            results.append(
+                (
+                    type(conn),
+                    conn.family,
+                    conn.type,
+                    conn.proto,
+                    conn.gettimeout(),
+                    address == client.getsockname(),
+                )
+            )
+            for s in (conn, client, listener):
+                s.close()
+    finally:
+        socket.setdefaulttimeout(old_default)
+    assert results[0] == results[1]
+    assert results[0][-1]
+
+
+def test_accept_connection_raises_what_accept_raises():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    with listener:
+        with pytest.raises(BlockingIOError) as native:
+            _ferroloop.accept_connection(listener)
+        with pytest.raises(BlockingIOError) as plain:
+            listener.accept()
+        assert native.value.errno == plain.value.errno
+    with pytest.raises(OSError) as native:
+        _ferroloop.accept_connection(listener)
+    with pytest.raises(OSError) as plain:
+        listener.accept()
+    assert (type(native.value), native.value.errno) == (type(plain.value), plain.value.errno)
+
+
+def test_the_listening_socket_in_asyncios_accept_looks_like_the_socket():
+    sock = socket.create_server(("127.0.0.1", 0))
+    with sock:
+        wrapped = _ListeningSocket(sock)
+        assert repr(wrapped) == repr(sock)
+        assert wrapped.fileno() == sock.fileno()
+        assert repr(asyncio.trsock.TransportSocket(wrapped)) == repr(
+            asyncio.trsock.TransportSocket(sock)
+        )
