@@ -6,8 +6,13 @@
 //! parts were not the loop's work: `base_events._set_nodelay` reads `sock.family` and `sock.type`,
 //! properties that make an enum each (some 6,000 instructions apiece); `loop._transports[fd] =
 //! transport` runs `WeakValueDictionary.__setitem__` and `KeyedRef`'s Python `__new__` and
-//! `__init__`; an IPv4 `getsockname` formats its host with glibc's `sprintf`. Each function here
-//! does what its Python counterpart does, and hands anything it does not know to it.
+//! `__init__`; an IPv4 `getsockname` or `accept` formats its host with glibc's `sprintf`. Each
+//! function here does what its Python counterpart does, and hands anything it does not know to
+//! it. Measured together (callgrind, server side): 105,900 instructions per connection before,
+//! 72,572 after; 1.04x and 1.08x the connections per second (`benchmarks/ab.py`, one and two
+//! cores, 8 rounds each).
+
+use std::os::fd::RawFd;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -17,6 +22,7 @@ use pyo3::types::PyType;
 use super::calls::{socket_call, Io};
 use super::plain_socket::{socket_classes, SocketClasses};
 use super::sockaddr;
+use crate::errors::os_error;
 
 /// asyncio's `base_events._set_nodelay(sock)`: TCP_NODELAY on a TCP socket (AF_INET or AF_INET6,
 /// SOCK_STREAM and IPPROTO_TCP, as asyncio checks them). On a `socket.socket` whose `setsockopt`
@@ -73,9 +79,17 @@ pub fn accept_connection<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     {
         return sock.call_method0(intern!(py, "accept"));
     }
-    let accepted = sock.call_method0(intern!(py, "_accept"))?;
-    let (fd, address): (Bound<'py, PyAny>, Bound<'py, PyAny>) = accepted.extract()?;
     let (family, kind, proto) = classes.family_type_proto(sock)?;
+    let timeout = sock.call_method0(intern!(py, "gettimeout"))?;
+    // `_accept()` is made here for an IPv4 socket that does not wait (timeout 0), where the C
+    // one would write the peer's host with sprintf; any other socket's is the C one.
+    let (fd, address) =
+        if family == libc::AF_INET && timeout.extract::<f64>().is_ok_and(|t| t == 0.0) {
+            let listener: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+            accept_ipv4(py, listener)?
+        } else {
+            sock.call_method0(intern!(py, "_accept"))?.extract()?
+        };
     let conn = classes.plain.bind(py).call1((family, kind, proto, fd))?;
     static GETDEFAULTTIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let default_timeout = GETDEFAULTTIMEOUT
@@ -83,10 +97,48 @@ pub fn accept_connection<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
             Ok::<_, PyErr>(py.import("socket")?.getattr("getdefaulttimeout")?.unbind())
         })?
         .call0(py)?;
-    if default_timeout.is_none(py) && sock.call_method0(intern!(py, "gettimeout"))?.is_truthy()? {
+    if default_timeout.is_none(py) && timeout.is_truthy()? {
         conn.call_method1(intern!(py, "setblocking"), (true,))?;
     }
     (conn, address).into_pyobject(py).map(Bound::into_any)
+}
+
+/// The C `_accept()` of a non-blocking IPv4 socket: `accept4` with SOCK_CLOEXEC, retried on EINTR
+/// after the signal handlers (PEP 475), its errors and EAGAIN raised as OSErrors from errno; the new
+/// fd and the peer's `(host, port)`.
+fn accept_ipv4(py: Python<'_>, listener: RawFd) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+    let accepted = socket_call(py, || {
+        // SAFETY: an all-zero sockaddr_storage is valid (CPython zeroes its buffer too).
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: storage is writable for len bytes; the kernel writes at most that and sets len.
+        let fd = unsafe {
+            libc::accept4(
+                listener,
+                (&raw mut storage).cast(),
+                &mut len,
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((fd, storage, len))
+    });
+    let (fd, storage, len) = match accepted {
+        Io::Done(accepted) => accepted,
+        Io::WouldBlock => return Err(os_error(std::io::Error::from_raw_os_error(libc::EAGAIN))),
+        Io::Failed(err) => return Err(err),
+    };
+    match sockaddr::to_python(py, &storage, len) {
+        Ok(address) => Ok((fd.into_pyobject(py)?.into_any(), address)),
+        Err(err) => {
+            // As CPython does when it cannot make the address: the connection is closed.
+            // SAFETY: fd was just accepted and is owned here.
+            unsafe { libc::close(fd) };
+            Err(err)
+        }
+    }
 }
 
 /// `socket.socket.accept` as the socket module defined it, if it is still in the class's dict
