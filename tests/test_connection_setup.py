@@ -40,6 +40,13 @@ async def _serve_one(loop, *, sock=None, family=socket.AF_INET, path=None):
     return server, client, transport
 
 
+async def _close(server, client, transport):
+    transport.close()
+    client.close()
+    server.close()
+    await server.wait_closed()
+
+
 def _nodelay(sock) -> int:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
@@ -56,10 +63,7 @@ def test_an_accepted_tcp_connection_as_asyncio_sets_it_up(loop):
         assert sock.gettimeout() == 0
         assert _nodelay(sock) != 0
         assert loop._transports[sock.fileno()] is transport
-        transport.close()
-        client.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, client, transport)
 
     loop.run_until_complete(main())
 
@@ -74,10 +78,7 @@ def test_a_listening_socket_of_protocol_0_gives_connections_without_nodelay(loop
         sock = transport.get_extra_info("socket")
         assert sock.proto == 0
         assert _nodelay(sock) == 0
-        transport.close()
-        client.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, client, transport)
 
     loop.run_until_complete(main())
 
@@ -88,10 +89,7 @@ def test_a_unix_connection_gets_its_addresses_and_no_nodelay(loop, tmp_path):
         server, client, transport = await _serve_one(loop, path=path)
         assert transport.get_extra_info("sockname") == path
         assert transport.get_extra_info("peername") == ""
-        transport.close()
-        client.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, client, transport)
 
     loop.run_until_complete(main())
 
@@ -110,10 +108,7 @@ def test_a_socket_subclass_accepts_through_its_own_accept(loop):
         listener.bind(("127.0.0.1", 0))
         server, client, transport = await _serve_one(loop, sock=listener)
         assert calls == [client.getsockname()]
-        transport.close()
-        client.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, client, transport)
 
     loop.run_until_complete(main())
 
@@ -131,10 +126,7 @@ def test_a_patched_socket_accept_is_what_accepts(loop, monkeypatch):
     async def main():
         server, client, transport = await _serve_one(loop)
         assert calls[0] == server.sockets[0].fileno()
-        transport.close()
-        client.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, client, transport)
 
     loop.run_until_complete(main())
 
