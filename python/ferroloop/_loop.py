@@ -12,7 +12,6 @@ native poller: `_add_reader` & co. are native, and `_selector` is a read-only vi
 
 from __future__ import annotations
 
-import _socket
 import logging
 import os
 import selectors
@@ -114,23 +113,13 @@ def _is_numeric_port(port) -> bool:
     return False
 
 
-# `socket.socket` as the socket module defined it (tests and libraries patch the module's name).
-_PLAIN_SOCKET = next(
-    (
-        c
-        for c in _socket.socket.__subclasses__()
-        if (c.__module__, c.__qualname__) == ("socket", "socket")
-    ),
-    None,
-)
-
-
 class _ListeningSocket:
     """A server's listening socket as asyncio's `_accept_connection` gets it: the socket in
     everything (its attributes, its repr, what TransportSocket shows of it in an error report)
-    but `accept()`, which does what `socket.socket.accept` does without making enums of the
-    socket's family and type (two thousands-of-instructions property reads per connection;
-    `accept_connection` in src/net/connection_setup.rs)."""
+    but `accept()`, which on a plain `socket.socket` does what its `accept` does without making
+    enums of the socket's family and type (two thousands-of-instructions property reads per
+    connection), and on any other calls the socket's own (`accept_connection` in
+    src/net/connection_setup.rs)."""
 
     __slots__ = ("_sock",)
 
@@ -303,7 +292,7 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         # asyncio's _accept_connection, which the listening socket's reader runs, accepts with
         # `sock.accept()`; a plain socket's goes native (_ListeningSocket). Its retry after
         # running out of fds calls this again with what it was given, already wrapped.
-        if type(sock) is _PLAIN_SOCKET:
+        if not isinstance(sock, _ListeningSocket):
             sock = _ListeningSocket(sock)
         return super()._start_serving(protocol_factory, sock, *args, **kwargs)
 
