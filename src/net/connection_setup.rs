@@ -21,7 +21,7 @@ use pyo3::types::PyType;
 
 use super::calls::{socket_call, Io};
 use super::plain_socket::{socket_classes, SocketClasses};
-use super::sockaddr;
+use super::{sockaddr, sys};
 use crate::errors::os_error;
 
 /// asyncio's `base_events._set_nodelay(sock)`: TCP_NODELAY on a TCP socket (AF_INET or AF_INET6,
@@ -107,24 +107,7 @@ pub fn accept_connection<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
 /// after the signal handlers (PEP 475), its errors and EAGAIN raised as OSErrors from errno; the new
 /// fd and the peer's `(host, port)`.
 fn accept_ipv4(py: Python<'_>, listener: RawFd) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
-    let accepted = socket_call(py, || {
-        // SAFETY: an all-zero sockaddr_storage is valid (CPython zeroes its buffer too).
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: storage is writable for len bytes; the kernel writes at most that and sets len.
-        let fd = unsafe {
-            libc::accept4(
-                listener,
-                (&raw mut storage).cast(),
-                &mut len,
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok((fd, storage, len))
-    });
+    let accepted = socket_call(py, || sys::accept(listener));
     let (fd, storage, len) = match accepted {
         Io::Done(accepted) => accepted,
         Io::WouldBlock => return Err(os_error(std::io::Error::from_raw_os_error(libc::EAGAIN))),
@@ -219,7 +202,7 @@ pub fn sockname_or_none<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Py
     if let Some(classes) = socket_classes(py)? {
         if classes.has_c_method(sock, getsockname)? && classes.family(sock)? == libc::AF_INET {
             let fd: i32 = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-            return match socket_call(py, || sockname(fd)) {
+            return match socket_call(py, || sys::sockname(fd)) {
                 Io::Done((storage, len)) => sockaddr::to_python(py, &storage, len),
                 Io::Failed(err) if !err.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
                     Err(err)
@@ -235,16 +218,4 @@ pub fn sockname_or_none<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Py
         }
         Err(err) => Err(err),
     }
-}
-
-fn sockname(fd: i32) -> std::io::Result<(libc::sockaddr_storage, libc::socklen_t)> {
-    // SAFETY: an all-zero sockaddr_storage is valid (CPython zeroes its buffer too).
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage is writable for len bytes; the kernel writes at most that and sets len.
-    let rc = unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &mut len) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((storage, len))
 }

@@ -66,26 +66,46 @@ pub fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
     check(ret)
 }
 
+/// A call that writes a socket address, given a zeroed buffer for it (CPython zeroes its own too):
+/// the call's result, the address and its length.
+fn with_address(
+    call: impl FnOnce(*mut libc::sockaddr, *mut libc::socklen_t) -> libc::ssize_t,
+) -> io::Result<(usize, libc::sockaddr_storage, libc::socklen_t)> {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let ret = check(call((&raw mut addr).cast(), &mut len))?;
+    Ok((ret, addr, len))
+}
+
 /// One datagram and the address it came from (zeroed storage and length 0 if it had none).
 pub fn recv_from(
     fd: RawFd,
     buf: &mut [u8],
 ) -> io::Result<(usize, libc::sockaddr_storage, libc::socklen_t)> {
-    // SAFETY: an all-zero sockaddr_storage is valid; recvfrom writes at most `len` bytes of it.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: buf is valid for writes of buf.len() bytes; addr and len point at live locals.
-    let n = check(unsafe {
-        libc::recvfrom(
-            fd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            0,
-            (&mut addr as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
+    // SAFETY: buf is valid for writes of buf.len() bytes; recvfrom writes at most `len` bytes of
+    // the address buffer.
+    with_address(|addr, len| unsafe {
+        libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), 0, addr, len)
+    })
+}
+
+/// A connection from a listening socket (`accept4` with SOCK_CLOEXEC, as CPython's `_accept`):
+/// its fd and the peer's address.
+pub fn accept(fd: RawFd) -> io::Result<(RawFd, libc::sockaddr_storage, libc::socklen_t)> {
+    // SAFETY: accept4 writes at most `len` bytes of the address buffer.
+    let (conn, addr, len) = with_address(|addr, len| unsafe {
+        libc::accept4(fd, addr, len, libc::SOCK_CLOEXEC) as libc::ssize_t
     })?;
-    Ok((n, addr, len))
+    Ok((conn as RawFd, addr, len))
+}
+
+/// The socket's own address.
+pub fn sockname(fd: RawFd) -> io::Result<(libc::sockaddr_storage, libc::socklen_t)> {
+    // SAFETY: getsockname writes at most `len` bytes of the address buffer.
+    let (_, addr, len) =
+        with_address(|addr, len| unsafe { libc::getsockname(fd, addr, len) as libc::ssize_t })?;
+    Ok((addr, len))
 }
 
 /// The most datagrams one `recv_many` takes: the datagram transport's 256 KiB read buffer holds
