@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import subprocess
+import sys
+import textwrap
 import weakref
 
 import pytest
@@ -260,3 +263,60 @@ def test_the_listening_socket_in_asyncios_accept_looks_like_the_socket():
         assert repr(asyncio.trsock.TransportSocket(wrapped)) == repr(
             asyncio.trsock.TransportSocket(sock)
         )
+
+
+# A server out of fds: asyncio's _accept_connection reports it with the listening socket, stops
+# accepting and retries a second later (ACCEPT_RETRY_DELAY), which passes the socket it was
+# given, on ferroloop the wrapper, back to _start_serving. Run in a child: it lowers RLIMIT_NOFILE.
+OUT_OF_FDS_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, os, resource, socket, sys
+    import ferroloop
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reports = []
+        loop.set_exception_handler(lambda loop, context: reports.append(context))
+        made = []
+
+        class Keep(asyncio.Protocol):
+            def connection_made(self, transport):
+                made.append(transport)
+
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        listener = server.sockets[0]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+        await asyncio.sleep(0.3)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        print(len(made) < 3, len(reports) > 0)
+        print(sorted({(report["message"], type(report["exception"]).__name__,
+                       report["exception"].errno, repr(report["socket"]) == repr(listener))
+                      for report in reports}))
+        await asyncio.sleep(1.3)
+        print(len(made))
+        for s in clients + made:
+            s.close()
+        server.close()
+        await server.wait_closed()
+
+    (ferroloop.run if sys.argv[1] == "ferroloop" else asyncio.run)(main())
+    """
+)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
+def test_a_server_out_of_fds_reports_it_and_accepts_again_later(loop_name):
+    out = subprocess.run(
+        [sys.executable, "-c", OUT_OF_FDS_PROGRAM, loop_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "True True",
+        "[('socket.accept() out of system resource', 'OSError', 24, True)]",
+        "3",
+    ]
