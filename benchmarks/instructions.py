@@ -50,6 +50,7 @@ COLLECTED = re.compile(r"Collected : (\d+)")
 NETWORK_ROWS = (
     "TCP echo 1 KiB, Protocol",
     "TCP echo 1 KiB, streams",
+    "TCP connect+echo+close 64 B, Protocol",
     "UDP ping-pong 64 B",
     "HTTP/1.1 keep-alive hello (wrk)",
     "TLS echo 1 KiB, Protocol",
