@@ -18,7 +18,7 @@ pub struct SocketClasses {
     /// `socket` module, whose attribute tests patch: asyncssh's replace it with a function.
     pub plain: Py<PyType>,
     /// `_socket.socket`, whose methods the native calls stand for.
-    pub c: Py<PyType>,
+    c: Py<PyType>,
     /// Its `family`, `type` and `proto` members.
     family: Py<PyAny>,
     kind: Py<PyAny>,
