@@ -47,6 +47,8 @@ pub fn coroutines_iscoroutinefunction(py: Python<'_>) -> PyResult<Bound<'_, PyAn
     .map(|obj| obj.bind(py).clone())
 }
 cached_attr!(thread_get_ident, "threading", "get_ident");
+cached_attr!(asyncio_set_nodelay, "asyncio.base_events", "_set_nodelay");
+cached_attr!(socket_getdefaulttimeout, "socket", "getdefaulttimeout");
 
 cached_attr!(asyncio_logger, "asyncio.log", "logger");
 cached_attr!(selector_key, "selectors", "SelectorKey");

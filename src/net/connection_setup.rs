@@ -23,6 +23,7 @@ use super::calls::{socket_call, Io};
 use super::plain_socket::{socket_classes, SocketClasses};
 use super::{sockaddr, sys};
 use crate::errors::os_error;
+use crate::pyobjects;
 
 /// asyncio's `base_events._set_nodelay(sock)`: TCP_NODELAY on a TCP socket (AF_INET or AF_INET6,
 /// SOCK_STREAM and IPPROTO_TCP, as asyncio checks them). On a `socket.socket` whose `setsockopt`
@@ -34,15 +35,7 @@ pub fn set_nodelay(sock: &Bound<'_, PyAny>) -> PyResult<()> {
     let Some(classes) =
         socket_classes(py)?.filter(|c| c.has_c_method(sock, setsockopt).unwrap_or(false))
     else {
-        static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let asyncio_set_nodelay = SET_NODELAY.get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                py.import("asyncio.base_events")?
-                    .getattr("_set_nodelay")?
-                    .unbind(),
-            )
-        })?;
-        asyncio_set_nodelay.call1(py, (sock,))?;
+        pyobjects::asyncio_set_nodelay(py)?.call1((sock,))?;
         return Ok(());
     };
     let (family, kind, proto) = classes.family_type_proto(sock)?;
@@ -91,13 +84,8 @@ pub fn accept_connection<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
             sock.call_method0(intern!(py, "_accept"))?.extract()?
         };
     let conn = classes.plain.bind(py).call1((family, kind, proto, fd))?;
-    static GETDEFAULTTIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let default_timeout = GETDEFAULTTIMEOUT
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("socket")?.getattr("getdefaulttimeout")?.unbind())
-        })?
-        .call0(py)?;
-    if default_timeout.is_none(py) && timeout.is_truthy()? {
+    let default_timeout = pyobjects::socket_getdefaulttimeout(py)?.call0()?;
+    if default_timeout.is_none() && timeout.is_truthy()? {
         conn.call_method1(intern!(py, "setblocking"), (true,))?;
     }
     (conn, address).into_pyobject(py).map(Bound::into_any)
