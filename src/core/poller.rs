@@ -467,6 +467,61 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_level_watch_is_parked_quiet_and_watched_again_as_it_was() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        write_byte(w);
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
+        interests.pause(r);
+        assert!(interests.is_parked(r) && !interests.is_watched(r));
+        assert!(
+            poll_now(&mut poller).is_empty(),
+            "still readable, but nobody waits"
+        );
+        interests.set(r, true, false).unwrap();
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)], "the same registration");
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)], "level-triggered again");
+        close_all(&[r, w]);
+    }
+
+    #[test]
+    fn a_paused_level_watch_reports_a_hang_up_once() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        interests.pause(r);
+        close_all(&[w]);
+        assert_eq!(poll_now(&mut poller), vec![(r, 0)]);
+        assert!(poll_now(&mut poller).is_empty(), "an edge, reported once");
+        assert!(interests.drop_parked(r, 0));
+        close_all(&[r]);
+    }
+
+    #[test]
+    fn a_paused_number_closed_and_opened_again_is_registered_anew() {
+        let (mut poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        interests.pause(r);
+        let w2 = reopen(r);
+        interests.set(r, true, false).unwrap();
+        write_byte(w2);
+        assert_eq!(poll_now(&mut poller), vec![(r, 1)]);
+        close_all(&[r, w, w2]);
+    }
+
+    #[test]
+    fn pausing_a_watch_whose_fd_was_closed_forgets_it() {
+        let (_poller, mut interests, _waker) = new().unwrap();
+        let (r, w) = pipe();
+        interests.set(r, true, false).unwrap();
+        close_all(&[r, w]);
+        interests.pause(r);
+        assert!(!interests.is_parked(r) && !interests.is_watched(r));
+    }
+
+    #[test]
     fn registering_a_closed_fd_fails_with_ebadf() {
         let (_poller, mut interests, _waker) = new().unwrap();
         let (r, w) = pipe();

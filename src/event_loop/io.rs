@@ -131,12 +131,14 @@ impl LoopCore {
         Ok(handle)
     }
 
-    /// Stops calling `fd`'s reader (or writer); returns whether one was installed.
+    /// Stops calling `fd`'s reader (or writer); returns whether one was installed. `pausing`:
+    /// the caller will install one again for the same file (`Interests::pause`).
     pub(crate) fn remove_fd_callback(
         &self,
         py: Python<'_>,
         fd: RawFd,
         reader: bool,
+        pausing: bool,
     ) -> PyResult<bool> {
         let mut st = self.state.borrow_mut(py);
         if st.closed {
@@ -160,7 +162,11 @@ impl LoopCore {
         };
         // In a forked child the epoll set is the parent's: only the bookkeeping changes.
         if !self.is_inherited_through_fork() {
-            st = watch_fd(st, fd, watch, false)?;
+            if pausing && !watch.read && !watch.write {
+                st.interests.pause(fd);
+            } else {
+                st = watch_fd(st, fd, watch, false)?;
+            }
         }
         let Some(cbs) = st.fd_callbacks.get_mut(&fd) else {
             return Ok(false);
@@ -262,12 +268,12 @@ impl LoopCore {
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         let fd = self.registered_fd(fd)?;
-        self.remove_fd_callback(py, fd, true)
+        self.remove_fd_callback(py, fd, true, false)
     }
 
     fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         let fd = self.registered_fd(fd)?;
-        self.remove_fd_callback(py, fd, false)
+        self.remove_fd_callback(py, fd, false, false)
     }
 
     /// The `selectors.SelectorKey` a selector would hold for `fd` (fileobj, fd, events mask,

@@ -202,7 +202,8 @@ impl SockWaitDone {
         }
         let core = self.core.bind(py);
         core.call_method1(intern!(py, "_ensure_fd_no_transport"), (self.fd,))?;
-        core.get().remove_fd_callback(py, self.fd, self.reader)?;
+        core.get()
+            .remove_fd_callback(py, self.fd, self.reader, false)?;
         Ok(())
     }
 

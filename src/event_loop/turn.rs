@@ -153,7 +153,7 @@ impl LoopCore {
         };
         // A cancelled reader or writer is removed when its fd next fires, as asyncio does.
         for (fd, reader) in stale {
-            self.remove_fd_callback(py, fd, reader)?;
+            self.remove_fd_callback(py, fd, reader, false)?;
         }
         Ok(())
     }

@@ -181,7 +181,7 @@ impl TransportBase {
     pub fn stop_watching(&self, py: Python<'_>, reader: bool) -> PyResult<()> {
         self.loop_(py)?
             .get()
-            .remove_fd_callback(py, self.fd, reader)?;
+            .remove_fd_callback(py, self.fd, reader, false)?;
         Ok(())
     }
 
@@ -271,7 +271,10 @@ impl TransportBase {
             }
             st.paused = true;
         }
-        self.stop_watching(py, true)?;
+        // `resume_reading` watches the same socket again: its registration is only parked.
+        self.loop_(py)?
+            .get()
+            .remove_fd_callback(py, self.fd, true, true)?;
         self.log_debug(py, "%r pauses reading")
     }
 
