@@ -152,6 +152,54 @@ def test_a_transport_leaves_the_loops_transports_when_it_is_gone(loop):
     loop.run_until_complete(main())
 
 
+def test_a_transport_freed_after_its_fd_serves_another_leaves_that_ones_entry(loop):
+    # The fd number of a connection that is lost goes to the next one while the old transport
+    # may still be held; freeing it later must not take the new transport's entry away.
+    async def main():
+        server, client, old = await _serve_one(loop)
+        fd = old.get_extra_info("socket").fileno()
+        made = old.get_protocol().made
+        lost = loop.create_future()
+        old.get_protocol().connection_lost = lambda exc: lost.set_result(exc)
+        old.close()
+        assert await asyncio.wait_for(lost, 10) is None
+        client.close()
+        clients = []
+        while True:  # the lowest free number goes to the next socket; the client's comes first
+            clients.append(socket.create_connection(server.sockets[0].getsockname()[:2]))
+            new = await asyncio.wait_for(made.get(), 10)
+            if new.get_extra_info("socket").fileno() == fd:
+                break
+            assert len(clients) < 4
+        assert loop._transports[fd] is new
+        del old
+        gc.collect()
+        assert loop._transports[fd] is new
+        for c in clients[:-1]:
+            c.close()
+        await _close(server, clients[-1], new)
+
+    loop.run_until_complete(main())
+
+
+def test_a_patched_socket_init_makes_the_accepted_sockets(loop, monkeypatch):
+    made = []
+    init = socket.socket.__init__
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(socket.socket, "__init__", patched)
+
+    async def main():
+        server, client, transport = await _serve_one(loop)
+        assert transport.get_extra_info("socket").fileno() in [s.fileno() for s in made]
+        await _close(server, client, transport)
+
+    loop.run_until_complete(main())
+
+
 # The native helpers, each against what it stands for.
 
 
@@ -227,6 +275,8 @@ def test_accept_connection_is_socket_accept(default_timeout, listener_timeout):
                     conn.type,
                     conn.proto,
                     conn.gettimeout(),
+                    conn._io_refs,
+                    conn._closed,
                     address == client.getsockname(),
                 )
             )

@@ -12,6 +12,7 @@ native poller: `_add_reader` & co. are native, and `_selector` is a read-only vi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import selectors
@@ -121,13 +122,12 @@ class _ListeningSocket:
     connection), and on any other calls the socket's own (`accept_connection` in
     src/net/connection_setup.rs)."""
 
-    __slots__ = ("_sock",)
+    __slots__ = ("_sock", "accept")
 
     def __init__(self, sock):
         self._sock = sock
-
-    def accept(self):
-        return accept_connection(self._sock)
+        # A partial of the native function: no Python frame per accept.
+        self.accept = functools.partial(accept_connection, sock)
 
     def __getattr__(self, name):
         return getattr(self._sock, name)

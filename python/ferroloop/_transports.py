@@ -57,28 +57,35 @@ class _NativeTransport(transports._FlowControlMixin, transports.Transport):
     # Read by __del__, which runs even if __init__ raised.
     _sock = None
 
-    def _attach_socket(self, loop, sock, extra):
-        # `_sock` is set last, by `_start`, once the native core exists: from then on
-        # __del__ may warn about an unclosed transport, and its repr needs the core.
-        transports.BaseTransport.__init__(self, extra)
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        # CPython's _SelectorTransport.__init__ with what its stream and datagram subclasses add,
+        # in one frame: it runs per connection. `_sock` is set last, once the native core exists:
+        # from then on __del__ may warn about an unclosed transport, and the repr needs the core.
+        if extra is None:
+            extra = {}
+        self._extra = extra
         self._loop = loop
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        self._extra["sockname"] = sockname_or_none(sock)
-        if "peername" not in self._extra:
+        extra["socket"] = trsock.TransportSocket(sock)
+        extra["sockname"] = sockname_or_none(sock)
+        if "peername" not in extra:
             try:
-                self._extra["peername"] = sock.getpeername()
+                extra["peername"] = sock.getpeername()
             except OSError:
-                self._extra["peername"] = None
-        self._sock_fd = sock.fileno()
-        self._server = None
+                extra["peername"] = None
+        self._sock_fd = fd = sock.fileno()
         self._high_water, self._low_water = 64 * 1024, 16 * 1024
-
-    def _start(self, loop, sock, protocol, waiter):
+        self._core = core = self._new_core(loop, sock, fd, protocol)
+        self._server = server
+        if server is not None:
+            if _SERVER_TRACKS_CLIENTS:
+                server._attach(self)
+            else:
+                server._attach()
         self._sock = sock
-        register_transport(loop._transports, self._sock_fd, self)
+        register_transport(loop._transports, fd, self)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made() has run.
-        loop.call_soon(self._core.start_reading)
+        loop.call_soon(core.start_reading)
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
@@ -203,18 +210,10 @@ class SocketTransport(_NativeTransport):
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        self._attach_socket(loop, sock, extra)
-        self._core = SocketStream(loop, self, self._sock_fd, protocol)
-        self._server = server
-        if server is not None:
-            if _SERVER_TRACKS_CLIENTS:
-                server._attach(self)
-            else:
-                server._attach()
+    def _new_core(self, loop, sock, fd, protocol):
         # Disable Nagle's algorithm: small writes leave without waiting for the peer's ACK.
         set_nodelay(sock)
-        self._start(loop, sock, protocol, waiter)
+        return SocketStream(loop, self, fd, protocol)
 
     # write and writelines are native method descriptors (below): they run per message.
 
@@ -225,6 +224,8 @@ class SocketTransport(_NativeTransport):
         return True
 
     def _call_connection_lost(self, exc):
+        # An override, as asyncio's _SelectorSocketTransport has: the name an error report
+        # gives this callback is the class's.
         super()._call_connection_lost(exc)
         waiter = self._core.empty_waiter
         if waiter is not None:
@@ -246,12 +247,12 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
     FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
-        self._attach_socket(loop, sock, extra)
         self._address = address
-        self._core = DatagramSocket(
-            loop, self, sock, protocol, address, bool(self._extra["peername"])
-        )
-        self._start(loop, sock, protocol, waiter)
+        super().__init__(loop, sock, protocol, waiter, extra, None)
+
+    def _new_core(self, loop, sock, fd, protocol):
+        connected = bool(self._extra["peername"])
+        return DatagramSocket(loop, self, sock, protocol, self._address, connected)
 
     # sendto is a native method descriptor (below): it runs per datagram.
 
