@@ -6,6 +6,9 @@ A context is compared whole: its keys, its message, the exception, the handle or
 repr. What is allowed to differ is normalized first: addresses, fds, deadlines and task numbers,
 and the transport's class name (asyncio's `_SelectorSocketTransport`, ferroloop's
 `SocketTransport`; both are `asyncio.Transport`s), which also changes where a long repr is cut.
+In debug mode the contexts carry creation tracebacks, compared by the program's own frames: the
+loops' own frames differ (README, "Where it differs from asyncio"), and so does the place a repr
+says an object was "created at" where that is inside the loop.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import random
 import re
 import socket
 
+import ferroloop
 import pytest
 from conftest import LOOP_FACTORIES
 
@@ -35,10 +40,23 @@ NORMALIZED = [
     (re.compile(r"Task-\d+"), "Task-N"),
     (re.compile(r"_SelectorSocketTransport"), "SocketTransport"),
     (re.compile(r"<(_SelectorSoc|SocketTransp)\.\.\."), "<T..."),
+    (re.compile(r" created at \S+:\d+"), " created at X"),
 ]
+TRACEBACKS = ("source_traceback", "handle_traceback")
+LOOPS_OWN_CODE = (os.path.dirname(asyncio.__file__), os.path.dirname(ferroloop.__file__))
 
 
-def normalized(value) -> str:
+def program_frames(stack) -> list[tuple[str, int, str]]:
+    """The frames of a creation traceback that are the program's, inside `run_program`."""
+    frames = [(f.filename, f.lineno, f.name) for f in stack]
+    frames = [f for f in frames if not f[0].startswith(LOOPS_OWN_CODE)]
+    names = [name for _, _, name in frames]
+    return frames[names.index("run_program") + 1 :] if "run_program" in names else frames
+
+
+def normalized(key, value) -> str:
+    if key in TRACEBACKS:
+        return repr(program_frames(value))
     text = repr(value)
     for pattern, replacement in NORMALIZED:
         text = pattern.sub(replacement, text)
@@ -79,13 +97,14 @@ async def _raising_task(step):
     raise Boom(f"task {step}")
 
 
-def run_program(loop_factory, seed):
+def run_program(loop_factory, seed, debug):
     rnd = random.Random(seed)
     loop = loop_factory()
+    loop.set_debug(debug)
     trace, reports = [], []
     loop.set_exception_handler(
         lambda loop, context: reports.append(
-            sorted((key, normalized(value)) for key, value in context.items())
+            sorted((key, normalized(key, value)) for key, value in context.items())
         )
     )
 
@@ -134,10 +153,13 @@ def run_program(loop_factory, seed):
     return trace, reports
 
 
+@pytest.mark.parametrize("debug", [False, True], ids=["", "debug"])
 @pytest.mark.parametrize("seed", range(20))
-def test_random_failures_are_reported_as_asyncio_reports_them(seed):
-    expected_trace, expected_reports = run_program(LOOP_FACTORIES["asyncio"], seed)
+def test_random_failures_are_reported_as_asyncio_reports_them(seed, debug):
+    expected_trace, expected_reports = run_program(LOOP_FACTORIES["asyncio"], seed, debug)
     assert len(expected_reports) > 5
-    trace, reports = run_program(LOOP_FACTORIES["ferroloop"], seed)
+    if debug:
+        assert any(key in TRACEBACKS for report in expected_reports for key, _ in report)
+    trace, reports = run_program(LOOP_FACTORIES["ferroloop"], seed, debug)
     assert trace == expected_trace
     assert reports == expected_reports
