@@ -22,6 +22,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -473,6 +474,14 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("target/peer-suites"))
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=", ".join(SUITES))
     args = parser.parse_args()
+    # Started in the background (a shell's `&` ignores SIGINT and SIGQUIT, nohup SIGHUP), this
+    # process would pass those signals on ignored to every child of the suites: uvloop's
+    # test_send_signal then waits for ever for a child its SIGHUP did not end, and its SIGINT
+    # tests for a KeyboardInterrupt that never comes. The suites get the dispositions of a
+    # terminal or a CI job: SIGINT is Python's KeyboardInterrupt here, the default in a child.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     unknown = set(args.suites) - set(SUITES)
     if unknown:
         parser.error(f"unknown suites: {sorted(unknown)}; known: {list(SUITES)}")
