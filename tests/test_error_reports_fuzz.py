@@ -153,7 +153,7 @@ def run_program(loop_factory, seed, debug):
     return trace, reports
 
 
-@pytest.mark.parametrize("debug", [False, True], ids=["", "debug"])
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "debug"])
 @pytest.mark.parametrize("seed", range(20))
 def test_random_failures_are_reported_as_asyncio_reports_them(seed, debug):
     expected_trace, expected_reports = run_program(LOOP_FACTORIES["asyncio"], seed, debug)
