@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -37,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import ALL_LOOPS, ROOT, failure, machine, versions  # noqa: E402
+from run import ALL_LOOPS, ROOT, failure, machine, versions, worker_env  # noqa: E402
 from workloads import ALL, core  # noqa: E402
 
 COLLECTED = re.compile(r"Collected : (\d+)")
@@ -90,7 +89,7 @@ def count(loop: str, name: str, size: int, placement: str | None = None) -> tupl
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env=worker_env(PYTHONHASHSEED="0"),
     )
     ops = json.loads(proc.stdout.strip().splitlines()[-1])["ops"]
     return int(COLLECTED.search(proc.stderr).group(1)), ops

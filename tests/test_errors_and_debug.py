@@ -79,6 +79,7 @@ def test_keyboard_interrupt_and_system_exit_propagate(loop, exc_type):
 
 
 def test_handle_reprs_match_asyncio(loop):
+    loop.set_debug(False)  # debug mode adds "created at" (PYTHONDEVMODE turns it on)
     h = loop.call_soon(print, 1, "a")
     # Python 3.13 shows a callback's arguments in debug mode only (CPython gh-112997).
     shown = "()" if sys.version_info >= (3, 13) else "(1, 'a')"
@@ -96,6 +97,7 @@ def test_handle_reprs_match_asyncio(loop):
 
 
 def test_loop_repr(loop):
+    loop.set_debug(False)  # as PYTHONDEVMODE would not have it
     assert re.fullmatch(r"<\w+ running=False closed=False debug=False>", repr(loop))
 
 

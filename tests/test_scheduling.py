@@ -495,6 +495,7 @@ def test_a_subclass_time_is_the_loops_clock(loop):
 
 
 def test_a_handle_cancelled_after_debug_was_turned_on_keeps_its_repr(loop):
+    loop.set_debug(False)  # off to begin with, even under PYTHONDEVMODE
     h = loop.call_soon(print, "x")
     assert h._source_traceback is None and h._repr is None
     loop.set_debug(True)

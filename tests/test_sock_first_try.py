@@ -197,6 +197,8 @@ async def main(loop):
 loop = new_loop()
 print(loop.run_until_complete(main(loop)))
 loop.close()
+for sock in (*stream, *datagram):
+    sock.close()
 """
 
 
@@ -214,6 +216,7 @@ def test_a_first_read_while_socket_socket_is_patched_finds_the_class(loop_factor
 
 def test_a_socket_with_a_timeout_reads_through_recv_with_its_timeout(loop):
     """asyncio (debug mode off) calls `recv` on such a socket, which waits up to its timeout."""
+    loop.set_debug(False)  # debug mode refuses the socket (PYTHONDEVMODE turns it on)
 
     async def main():
         a, b = socket.socketpair()
