@@ -1,6 +1,7 @@
 # make demo   set everything up, run the create_task demo on ferroloop and on asyncio
 # make test   set everything up, run cargo test, pytest, the lints and CPython's asyncio suite
 # make test-pythons  the same pytest and CPython-suite runs on every other CPython installed here
+# make test-devmode  pytest again in Python's development mode (asyncio's debug mode everywhere)
 # make bench  set up a separate venv with uvloop and rloop, run the benchmarks (not part of test)
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ BENCH_BIN := $(BENCH_VENV)/bin
 # Release builds for everything that is run or measured; `make dev` for quick iterations.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test test-pythons peer-suites build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
+.PHONY: demo test test-devmode test-pythons peer-suites build dev lint rust-test loadgen services py-test conformance bench-install bench bench-quick bench-instructions clean
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,11 @@ conformance: build
 
 # pytest last: its closing line is the one CI reads.
 test: lint rust-test conformance py-test
+
+# pytest again in Python's development mode: asyncio's debug mode in every loop, the debug hooks
+# on the memory allocators, ResourceWarnings shown. About 7 minutes; not part of `make test`.
+test-devmode: build loadgen services
+	PYTHONDEVMODE=1 $(BIN)/pytest -q tests
 
 # CI's machines have CPython 3.11 only; where others are installed (pyenv's, or python3.X on PATH),
 # each gets a venv, a debug build, CPython's asyncio suite of its own version and pytest.
