@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import sys
+import warnings
 
 import ferroloop
 import pytest
@@ -51,14 +53,22 @@ def nonblocking_pair() -> tuple[socket.socket, socket.socket]:
     return a, b
 
 
+@contextlib.contextmanager
+def recorded_warnings():
+    """Records every warning raised inside, into the list it gives, instead of showing it. An
+    unclosed object's ResourceWarning that pytest recorded would keep the object, its source,
+    alive (pytest shows them under PYTHONDEVMODE)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
 def collect_garbage() -> list:
     """Two full collections (the second frees what the first's finalizers let go), recording the
     warnings they raise (an unclosed loop's ResourceWarning) instead of showing them."""
     import gc
-    import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         gc.collect()
         gc.collect()
     return caught

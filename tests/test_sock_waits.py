@@ -11,10 +11,9 @@ import gc
 import socket
 import struct
 import time
-import warnings
 import weakref
 
-from conftest import nonblocking_pair, run_turns
+from conftest import nonblocking_pair, recorded_warnings, run_turns
 
 
 def test_a_socket_waited_on_for_every_message_gets_each_one(loop):
@@ -112,10 +111,8 @@ def test_a_socket_dropped_after_its_wait_is_not_kept_alive(loop):
         b.close()
         return weakref.ref(a)
 
-    # The unclosed socket's ResourceWarning (shown under PYTHONDEVMODE) is recorded here and
-    # dropped: a warning recorded by pytest would keep the socket, its source.
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
+    # The unclosed socket's ResourceWarning is recorded here and dropped.
+    with recorded_warnings():
         ref = loop.run_until_complete(main())
         gc.collect()
     assert ref() is None

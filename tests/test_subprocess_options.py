@@ -13,6 +13,7 @@ import sys
 import warnings
 
 import pytest
+from conftest import recorded_warnings
 
 PY = sys.executable
 
@@ -256,8 +257,7 @@ def test_a_child_left_running_when_its_loop_closes_is_finalized_quietly(loop_fac
     unraisable = []
     old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with recorded_warnings() as caught:
             del proc
             gc.collect()
     finally:

@@ -11,12 +11,11 @@ import contextvars
 import logging
 import subprocess
 import sys
-import warnings
 from unittest import mock
 
 import ferroloop
 import pytest
-from conftest import collect_garbage
+from conftest import collect_garbage, recorded_warnings
 
 LOOP_CLASSES = {"asyncio": asyncio.SelectorEventLoop, "ferroloop": ferroloop.EventLoop}
 
@@ -162,10 +161,8 @@ def test_a_dropped_stopped_loop_with_task_steps_queued_is_collected(loop_factory
     loop.run_until_complete(main(loop))
     ref = weakref.ref(loop)
     # ferroloop's loop is freed here, by its reference count: its "unclosed event loop"
-    # ResourceWarning (shown under PYTHONDEVMODE) must be recorded and dropped, as
-    # collect_garbage() does with asyncio's, or pytest's record of it keeps the loop, its source.
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
+    # ResourceWarning is recorded and dropped, as collect_garbage() does with asyncio's.
+    with recorded_warnings():
         del loop
     collect_garbage()
     assert ref() is None
