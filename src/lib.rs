@@ -31,6 +31,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     event_loop::finish_type(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_function(wrap_pyfunction!(event_loop::_register_task_calls, m)?)?;
+    m.add_function(wrap_pyfunction!(event_loop::close_exit_gate, m)?)?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<net::SocketStream>()?;

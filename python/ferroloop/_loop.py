@@ -12,6 +12,7 @@ native poller: `_add_reader` & co. are native, and `_selector` is a read-only vi
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None
 
 from . import _task_calls  # noqa: F401  (teaches the native loop the C Task's calls)
-from ._ferroloop import LoopCore, accept_connection
+from ._ferroloop import LoopCore, accept_connection, close_exit_gate
 from ._tls import NATIVE as _NATIVE_TLS
 from ._tls import SSLProtocol
 from ._transports import (
@@ -59,6 +60,14 @@ def _pidfds_work() -> bool:
 
 
 _PIDFDS_WORK = _pidfds_work()
+
+# Python 3.9-3.13 end a thread that asks for the GIL once the interpreter finalizes, with an
+# unwind that the loop's native frames cannot pass (the process aborts). So from this atexit
+# callback on, which runs before finalization, a loop of a thread other than the main one parks
+# for good when its poll returns (src/core/exit_gate.rs). 3.14 parks such threads itself.
+_PARK_AT_EXIT = sys.version_info < (3, 14)
+if _PARK_AT_EXIT:
+    atexit.register(close_exit_gate)
 
 # The child watchers asyncio's policy makes for itself on first use (Python 3.8-3.13; from 3.14
 # the loop keeps its own and the policy none).
@@ -204,15 +213,16 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         self._set_coroutine_origin_tracking(self._debug)
         old_agen_hooks = sys.get_asyncgen_hooks()
         wakeup_fd = None
+        in_main_thread = threading.current_thread() is threading.main_thread()
         try:
-            wakeup_fd = self._install_signal_wakeup()
+            wakeup_fd = self._install_signal_wakeup() if in_main_thread else None
             self._thread_id = threading.get_ident()
             sys.set_asyncgen_hooks(
                 firstiter=self._asyncgen_firstiter_hook,
                 finalizer=self._asyncgen_finalizer_hook,
             )
             events._set_running_loop(self)
-            self._run_until_stopped()
+            self._run_until_stopped(_PARK_AT_EXIT and not in_main_thread)
         finally:
             self._stopping = False
             self._thread_id = None
@@ -226,8 +236,6 @@ class EventLoop(LoopCore, unix_events._UnixSelectorEventLoop):
         """In the main thread, while nobody else has one: the native poller's signal wakeup fd,
         so that a signal cannot slip in between the check for pending signals and the blocking
         poll (uvloop does the same). Returns the fd installed, or None."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
         fd = self._signal_wakeup_fd()
         try:
             previous = signal.set_wakeup_fd(fd)

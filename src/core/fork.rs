@@ -2,7 +2,7 @@
 //! kernel objects: a child that registered or removed an fd on an inherited loop would change the
 //! parent's watch set, and its wake-ups would wake the parent. Every fork in a child bumps a
 //! process-wide generation; a loop remembers the generation it was made in and refuses to run or
-//! touch its poller in any other.
+//! touch its poller in any other. The child also recounts the exit gate's busy loops.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
@@ -11,8 +11,10 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
-    // Runs in the child right after fork(): an atomic add is async-signal-safe.
+    // Runs in the child right after fork(): atomic stores and a thread-local read are
+    // async-signal-safe.
     GENERATION.fetch_add(1, Ordering::SeqCst);
+    super::exit_gate::GATE.after_fork_in_child();
 }
 
 /// Registers the fork handler (once per process).

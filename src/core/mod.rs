@@ -1,11 +1,12 @@
 //! The Python-free heart of the loop: clock, ready queue, timer heap, poller (with its idle spin),
-//! waker, fork guard, and the write buffer of stream transports.
+//! waker, fork guard, exit gate, and the write buffer of stream transports.
 //!
 //! Nothing here knows about Python. The PyO3 layer (`crate::event_loop`) stores its handles in these
 //! structures and drives one turn of the loop with them, the way asyncio's `BaseEventLoop._run_once`
 //! drives its `_ready` deque, `_scheduled` heap and selector.
 
 pub mod clock;
+pub mod exit_gate;
 pub mod fork;
 pub mod idle_spin;
 pub mod interests;

@@ -25,6 +25,7 @@
 
 mod asyncgens;
 mod clock_source;
+mod exit;
 mod fastcall;
 mod gc;
 mod io;
@@ -36,6 +37,7 @@ pub(crate) mod threadsafe;
 mod turn;
 
 use clock_source::ClockSource;
+pub use exit::close_exit_gate;
 pub use task_calls::_register_task_calls;
 use task_calls::Ready;
 

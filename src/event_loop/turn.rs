@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 
 use super::{closed_error, LoopCore, LoopState, Ready};
 use crate::core::clock;
+use crate::core::exit_gate::GATE;
 use crate::core::poller::{Poller, Readiness};
 use crate::errors::os_error;
 use crate::handles::Handle;
@@ -159,7 +160,8 @@ impl LoopCore {
     }
 
     /// Polls with the GIL let go, blocking for up to `timeout` (None: no limit) unless callbacks
-    /// are ready or a stop is pending. The outer error is a signal handler's.
+    /// are ready or a stop is pending. The outer error is a signal handler's. A loop the exit gate
+    /// counts parks in here for good if the interpreter began to exit meanwhile (`exit_gate.rs`).
     fn wait(
         &self,
         py: Python<'_>,
@@ -179,13 +181,20 @@ impl LoopCore {
                 timeout = Some(0.0);
             }
         }
-        if timeout == Some(0.0) {
-            return Ok(py.detach(|| poller.poll(Some(Duration::ZERO), events)));
-        }
         let timeout = timeout.map(Duration::from_secs_f64);
-        self.waker.set_polling(true);
-        let result = py.detach(|| poller.poll(timeout, events));
-        self.waker.set_polling(false);
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking {
+            self.waker.set_polling(true);
+        }
+        let result = py.detach(|| {
+            GATE.entering_poll();
+            let result = poller.poll(timeout, events);
+            GATE.leaving_poll();
+            result
+        });
+        if blocking {
+            self.waker.set_polling(false);
+        }
         Ok(result)
     }
 
@@ -265,9 +274,12 @@ impl LoopCore {
     }
 
     /// Turns until `stop()` was called; `run_forever` wraps this with its set-up and tear-down.
-    fn _run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    /// `park_at_exit`: the exit gate counts this run (a thread that does not finalize the
+    /// interpreter, on a Python that ends such threads at exit).
+    fn _run_until_stopped(slf: &Bound<'_, LoopCore>, park_at_exit: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let _tracked = if park_at_exit { GATE.track() } else { None };
         loop {
             LoopCore::run_once(slf)?;
             if this.state.borrow(py).stopping {
