@@ -636,6 +636,11 @@ def test_a_loop_running_callbacks_in_a_daemon_thread_at_exit_ends_quietly(loop_n
     exits_quietly(program, 10)
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] == (3, 12),
+    reason="Python 3.12 starts no thread from an atexit callback (RuntimeError: can't create "
+    "new thread at interpreter shutdown)",
+)
 @pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
 def test_an_exit_callback_can_run_a_loop_in_a_thread_it_joins(loop_name):
     # Registered before ferroloop was imported, the callback runs after ferroloop's own (atexit
