@@ -684,6 +684,31 @@ def test_an_exit_callback_can_run_a_loop_in_a_thread_it_joins(loop_name):
     exits_quietly(program, 5)
 
 
+@pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
+def test_exit_callbacks_run_by_the_program_itself_leave_loops_running(loop_name):
+    # atexit._run_exitfuncs() runs ferroloop's exit callback too, but the program goes on: a
+    # loop of another thread must go on serving (it would park when the interpreter exits).
+    program = NEW_LOOP.format(loop_name) + textwrap.dedent(
+        """
+        loop = new_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        async def answer():
+            await asyncio.sleep(0.01)
+            return 42
+        assert asyncio.run_coroutine_threadsafe(answer(), loop).result(10) == 42
+        atexit._run_exitfuncs()
+        # (the call's wake-up ends the loop's poll, where a closed exit gate would park it)
+        assert asyncio.run_coroutine_threadsafe(answer(), loop).result(10) == 42
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        print("exiting")
+        """
+    )
+    exits_quietly(program, 1)
+
+
 def test_a_forked_child_does_not_wait_at_exit_for_the_parents_loop_threads():
     # ferroloop's own: its exit callback waits for loops of other threads to get to their
     # poll. A child forked while such a loop ran a callback has no such thread to wait for.

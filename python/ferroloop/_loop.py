@@ -66,8 +66,18 @@ _PIDFDS_WORK = _pidfds_work()
 # callback on, which runs before finalization, a loop of a thread other than the main one parks
 # for good when its poll returns (src/core/exit_gate.rs). 3.14 parks such threads itself.
 _PARK_AT_EXIT = sys.version_info < (3, 14)
+
+
+def _close_exit_gate_at_exit() -> None:
+    # Only when the interpreter exits, which stops the main thread (threading's shutdown) before
+    # atexit's callbacks run: a program that runs them itself (atexit._run_exitfuncs) and goes
+    # on keeps its loops.
+    if not threading.main_thread().is_alive():
+        close_exit_gate()
+
+
 if _PARK_AT_EXIT:
-    atexit.register(close_exit_gate)
+    atexit.register(_close_exit_gate_at_exit)
 
 # The child watchers asyncio's policy makes for itself on first use (Python 3.8-3.13; from 3.14
 # the loop keeps its own and the policy none).
