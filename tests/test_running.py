@@ -592,6 +592,20 @@ import ferroloop
 new_loop = {{"asyncio": asyncio.new_event_loop, "ferroloop": ferroloop.new_event_loop}}["{}"]
 """
 
+# A loop in a daemon thread, waking every millisecond, while the main thread exits 0.1 s later.
+TICKING_DAEMON_LOOP = textwrap.dedent(
+    """
+    def serve():
+        loop = new_loop()
+        async def tick():
+            while True:
+                await asyncio.sleep(0.001)
+        loop.run_until_complete(tick())
+    threading.Thread(target=serve, daemon=True).start()
+    time.sleep(0.1)
+    """
+)
+
 
 @pytest.mark.parametrize("loop_name", ["asyncio", "ferroloop"])
 def test_a_loop_running_in_a_daemon_thread_at_exit_ends_quietly(loop_name):
@@ -599,19 +613,7 @@ def test_a_loop_running_in_a_daemon_thread_at_exit_ends_quietly(loop_name):
     # the thread must not take the GIL back into a finalizing interpreter. Python 3.9-3.13 end
     # such a thread with an unwind that the loop's native frames cannot pass (an abort; 1 exit
     # in 10 on 3.11 and 1 in 6 on 3.12 before ferroloop parked them, src/core/exit_gate.rs).
-    program = NEW_LOOP.format(loop_name) + textwrap.dedent(
-        """
-        def serve():
-            loop = new_loop()
-            async def tick():
-                while True:
-                    await asyncio.sleep(0.001)
-            loop.run_until_complete(tick())
-        threading.Thread(target=serve, daemon=True).start()
-        time.sleep(0.1)
-        print("exiting")
-        """
-    )
+    program = NEW_LOOP.format(loop_name) + TICKING_DAEMON_LOOP + 'print("exiting")\n'
     exits_quietly(program, 20)
 
 
@@ -668,18 +670,7 @@ def test_an_exit_callback_can_run_a_loop_in_a_thread_it_joins(loop_name):
         """
         )
         + NEW_LOOP.format(loop_name)
-        + textwrap.dedent(
-            """
-        def serve():
-            loop = new_loop()
-            async def tick():
-                while True:
-                    await asyncio.sleep(0.001)
-            loop.run_until_complete(tick())
-        threading.Thread(target=serve, daemon=True).start()
-        time.sleep(0.1)
-        """
-        )
+        + TICKING_DAEMON_LOOP
     )
     exits_quietly(program, 5)
 

@@ -147,39 +147,44 @@ mod tests {
         (wake, reports)
     }
 
+    /// Returns once a loop thread has counted itself (it is then busy for a while).
+    fn wait_until_counted(gate: &ExitGate) {
+        while gate.busy.load(SeqCst) == 0 {
+            thread::yield_now();
+        }
+    }
+
+    /// Ends the loop thread's poll and checks it never gets out of it.
+    fn assert_parks_when_woken(wake: &mpsc::Sender<()>, reports: &mpsc::Receiver<&'static str>) {
+        wake.send(()).unwrap();
+        let returned = reports.recv_timeout(Duration::from_millis(200));
+        assert_eq!(returned, Err(mpsc::RecvTimeoutError::Timeout));
+    }
+
     #[test]
     fn a_loop_polling_when_the_gate_closes_parks_when_its_poll_returns() {
         let gate = new_gate();
         let (wake, reports) = spawn_loop(gate, Duration::ZERO);
         assert_eq!(reports.recv().unwrap(), "polling");
         assert!(gate.close(Duration::from_secs(5)));
-        wake.send(()).unwrap();
-        let parked = reports.recv_timeout(Duration::from_millis(200));
-        assert_eq!(parked, Err(mpsc::RecvTimeoutError::Timeout));
+        assert_parks_when_woken(&wake, &reports);
     }
 
     #[test]
     fn closing_waits_for_a_busy_loop_to_reach_its_poll() {
         let gate = new_gate();
         let (wake, reports) = spawn_loop(gate, Duration::from_millis(100));
-        // Close once the thread has counted itself, while it is busy.
-        while gate.busy.load(SeqCst) == 0 {
-            thread::yield_now();
-        }
+        wait_until_counted(gate);
         assert!(gate.close(Duration::from_secs(5)));
         assert_eq!(reports.try_recv(), Ok("polling"));
-        wake.send(()).unwrap();
-        let parked = reports.recv_timeout(Duration::from_millis(200));
-        assert_eq!(parked, Err(mpsc::RecvTimeoutError::Timeout));
+        assert_parks_when_woken(&wake, &reports);
     }
 
     #[test]
     fn closing_gives_up_on_a_loop_busy_past_the_limit() {
         let gate = new_gate();
         let (_wake, _reports) = spawn_loop(gate, Duration::from_secs(3));
-        while gate.busy.load(SeqCst) == 0 {
-            thread::yield_now();
-        }
+        wait_until_counted(gate);
         let started = Instant::now();
         assert!(!gate.close(Duration::from_millis(50)));
         assert!(started.elapsed() >= Duration::from_millis(50));
