@@ -175,8 +175,10 @@ mod tests {
         let gate = new_gate();
         let (wake, reports) = spawn_loop(gate, Duration::from_millis(100));
         wait_until_counted(gate);
+        // Closed while the loop is busy: true only once it got to its poll.
         assert!(gate.close(Duration::from_secs(5)));
-        assert_eq!(reports.try_recv(), Ok("polling"));
+        assert_eq!(gate.busy.load(SeqCst), 0);
+        assert_eq!(reports.recv().unwrap(), "polling");
         assert_parks_when_woken(&wake, &reports);
     }
 
