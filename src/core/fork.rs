@@ -11,8 +11,8 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
-    // Runs in the child right after fork(): atomic stores and a thread-local read are
-    // async-signal-safe.
+    // Runs in the child right after fork(): atomic operations and a read of a thread-local
+    // without initializer or destructor are async-signal-safe.
     GENERATION.fetch_add(1, Ordering::SeqCst);
     super::exit_gate::GATE.after_fork_in_child();
 }
