@@ -69,7 +69,9 @@ conformance: build
 test: lint rust-test conformance py-test
 
 # pytest again in Python's development mode: asyncio's debug mode in every loop, the debug hooks
-# on the memory allocators, ResourceWarnings shown. About 7 minutes; not part of `make test`.
+# on the memory allocators, and a ResourceWarning (an unclosed socket, transport or file, freed
+# by the collector) fails the test that meets it (tests/conftest.py). About 7 minutes; not part
+# of `make test`.
 test-devmode: build loadgen services
 	PYTHONDEVMODE=1 $(BIN)/pytest -q tests
 

@@ -71,21 +71,21 @@ asyncio.run(main(), loop_factory={factory})
 )
 def test_asyncio_ps_and_pstree_read_the_running_tasks(module, factory):
     program = textwrap.dedent(CHILD).format(module=module, factory=factory)
-    child = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline() == "ready\n"
-        ps, pstree = (
-            subprocess.run(
-                [sys.executable, "-m", "asyncio", command, str(child.pid)],
-                capture_output=True,
-                text=True,
-                timeout=60,
+    command_line = [sys.executable, "-c", program]
+    with subprocess.Popen(command_line, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout.readline() == "ready\n"
+            ps, pstree = (
+                subprocess.run(
+                    [sys.executable, "-m", "asyncio", command, str(child.pid)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                for command in ("ps", "pstree")
             )
-            for command in ("ps", "pstree")
-        )
-    finally:
-        child.kill()
-        child.wait()
+        finally:
+            child.kill()
     if "ermission" in ps.stderr:
         pytest.skip(f"reading another process's memory is not allowed here: {ps.stderr[-200:]}")
     assert ps.returncode == 0, ps.stderr

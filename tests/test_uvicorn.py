@@ -25,28 +25,28 @@ APPS = Path(__file__).resolve().parent / "apps"
 )
 def test_uvicorn_http_and_websocket(loop_option, loop_module):
     port = free_port()
-    server = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--loop", loop_option, "--port", str(port)]
         + ["--app-dir", str(APPS), "asgi_echo:app"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    body = response.read().decode()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        with websockets_sync.connect(f"ws://127.0.0.1:{port}/ws") as ws:
-            ws.send("hello")
-            echoed = ws.recv(timeout=10)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    ) as server:
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                        body = response.read().decode()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            with websockets_sync.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                ws.send("hello")
+                echoed = ws.recv(timeout=10)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
     assert body.startswith(f"loop={loop_module}")
     assert echoed == "HELLO"
