@@ -388,16 +388,13 @@ def test_timeouts_must_be_positive(loop, server_ctx, client_ctx, argument):
             # The refused call leaves its connected socket to the garbage collector, and the
             # server's end of it open until then (asyncio's create_connection, which ferroloop
             # inherits, closes it itself only since gh-153133, in 3.14.10 for one): from Python
-            # 3.12.1 on, wait_closed() waits for that connection to end. The collector's
+            # 3.12.1 on, wait_closed() waits for that connection to end, and before it the loop
+            # fixture's settling runs let the server's end see the close. The collector's
             # ResourceWarning for the socket is the stdlib's, not this test's subject.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResourceWarning)
                 del info
                 gc.collect()
-            # and the server's end sees that close in the turns after it (before 3.12.1 nothing
-            # waits for it, and 3.9's sslproto complains if the loop closed first).
-            for _ in range(5):
-                await asyncio.sleep(0)
         return message
 
     assert loop.run_until_complete(main()) == f"{argument} should be a positive number, got -1"
